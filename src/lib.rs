@@ -1,0 +1,2 @@
+//! wxpush: declarative WeChat push campaigns.
+pub mod sandbox;
