@@ -1,2 +1,99 @@
 //! wxpush: declarative WeChat push campaigns.
+//!
+//! A campaign YAML names a template, a CSV of recipients and the data fields as Tera
+//! templates; wxpush validates all of it, previews it, then sends it through a rate-limited
+//! concurrent dispatcher and writes a per-recipient CSV report that is also its journal.
+//!
+//! # Layout
+//! Modules in pipeline order; data flows down, never back:
+//! - [`cli`]: clap definitions.
+//! - [`commands`]: `check`, `preview`, `send`, `sandbox`: wiring the stages together.
+//! - [`campaign`]: YAML → validated [`campaign::Campaign`] (templates/ merged here).
+//! - [`recipients`]: streamed CSV rows, encodings, de-duplication.
+//! - [`render`]: Tera compiled once → [`wechat::message::Outgoing`] bodies.
+//! - [`dispatch`]: rate limit → concurrency → send → classify → retry → [`dispatch::Outcome`].
+//! - [`wechat`]: the HTTP API: client, tokens, errcode table, message bodies, field rules.
+//! - [`report`]: the CSV report/journal: append + flush, read back to resume.
+//! - [`progress`]: progress bar or lines, and the summary.
+//! - [`sandbox`]: the WeChat API emulator on 127.0.0.1.
+
+pub mod campaign;
+pub mod cli;
+pub mod commands;
+pub mod dispatch;
+pub mod progress;
+pub mod recipients;
+pub mod render;
+pub mod report;
 pub mod sandbox;
+pub mod wechat;
+
+use std::process::ExitCode;
+
+/// Everything that can end a command early. [`Error::exit_code`] is the one place that maps
+/// errors to exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Campaign(#[from] campaign::Error),
+    #[error(transparent)]
+    Recipients(#[from] recipients::Error),
+    #[error(transparent)]
+    Render(#[from] render::Error),
+    /// Several invalid rows: the first few, and how many more.
+    #[error("{}{}", .0.join("\n"), more_rows(*.1))]
+    Rows(Vec<String>, u64),
+    /// Bad usage or environment (missing secret, no confirmation possible).
+    #[error("{0}")]
+    Usage(String),
+    /// The report cannot be used to resume (another campaign's, a dry run's, corrupt).
+    #[error(transparent)]
+    Report(#[from] report::Error),
+    /// The run stopped before the end; the message says why and how to resume.
+    #[error("{0}")]
+    Aborted(String),
+}
+
+fn more_rows(more: u64) -> String {
+    if more == 0 {
+        String::new()
+    } else {
+        format!("\n… and {more} more invalid rows")
+    }
+}
+
+impl Error {
+    /// 1: the run aborted (resumable). 2: invalid input or usage.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Campaign(_)
+            | Error::Recipients(_)
+            | Error::Render(_)
+            | Error::Rows(..)
+            | Error::Usage(_) => 2,
+            Error::Report(report::Error::Invalid { .. }) => 2,
+            Error::Report(report::Error::Io { .. }) | Error::Aborted(_) => 1,
+        }
+    }
+}
+
+/// Runs a parsed command line; prints errors; returns the exit code.
+pub fn main(cli: cli::Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wxpush: error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wxpush: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

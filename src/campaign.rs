@@ -1,0 +1,640 @@
+//! Campaign files: YAML in, a validated [`Campaign`] out.
+//!
+//! This module owns the campaign format (every key, its default, its rules), the merge with a
+//! reusable message template from `templates/NAME.yaml`, and the checks that need no recipient
+//! row (target-specific keys, colours, static URLs). Template *strings* stay strings here: they
+//! are compiled by `render`, which also knows the CSV columns.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+/// Environment variable that holds the AppSecret unless `secret_env` names another.
+pub const DEFAULT_SECRET_ENV: &str = "WXPUSH_SECRET";
+/// Messages per second when the campaign sets no `rate`: well under anything WeChat is known
+/// to throttle (it documents no per-second limit, wechat-api.md §6).
+pub const DEFAULT_RATE: u32 = 50;
+/// Requests in flight when the campaign sets no `concurrency`: covers `DEFAULT_RATE` at an
+/// RTT of up to 160 ms (Little's law: 50/s × 0.16 s = 8).
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// Where a campaign sends: an Official Account template message or a Mini Program message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Official,
+    Mini,
+}
+
+/// Which Mini Program API a `mini` campaign uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MiniApi {
+    /// `subscribe/send`, the current API.
+    #[default]
+    Subscribe,
+    /// `wxopen/template/send` with a `form_id` per recipient (retired by WeChat in 2020).
+    Template,
+}
+
+/// How the access token is obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenApi {
+    /// `POST /cgi-bin/stable_token`: does not invalidate tokens other services of the account hold.
+    #[default]
+    Stable,
+    /// `GET /cgi-bin/token`: every call invalidates the previous token after 5 minutes.
+    Classic,
+}
+
+/// The message kind, which fixes the endpoint and the body shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Official Account template message.
+    Official,
+    /// Mini Program subscribe message.
+    Subscribe,
+    /// Mini Program legacy template message (needs a `form_id` column).
+    MiniTemplate,
+}
+
+/// One data field: a Tera template for the value and an optional fixed colour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldSpec {
+    pub value: String,
+    pub color: Option<String>,
+}
+
+/// The jump target of an Official Account message into a Mini Program.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MiniprogramSpec {
+    pub appid: String,
+    /// A Tera template.
+    #[serde(default)]
+    pub pagepath: Option<String>,
+}
+
+/// A campaign, validated: every key checked, paths resolved, defaults applied.
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub name: String,
+    /// The campaign file itself.
+    pub path: PathBuf,
+    pub kind: Kind,
+    pub appid: String,
+    pub secret_env: String,
+    pub token_api: TokenApi,
+    pub template_id: String,
+    /// Tera template (official only).
+    pub url: Option<String>,
+    pub miniprogram: Option<MiniprogramSpec>,
+    /// Tera template (mini only).
+    pub page: Option<String>,
+    pub emphasis_keyword: Option<String>,
+    pub miniprogram_state: Option<String>,
+    pub lang: Option<String>,
+    pub recipients: PathBuf,
+    pub vars: BTreeMap<String, serde_json::Value>,
+    pub data: IndexMap<String, FieldSpec>,
+    pub rate: u32,
+    pub concurrency: usize,
+}
+
+impl Campaign {
+    /// The default report path: `reports/<name>.csv` beside the campaign file
+    /// (`<name>.dry-run.csv` for a dry run, so a dry run never looks like progress to resume).
+    pub fn default_report(&self, dry_run: bool) -> PathBuf {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let file = if dry_run {
+            format!("{}.dry-run.csv", self.name)
+        } else {
+            format!("{}.csv", self.name)
+        };
+        dir.join("reports").join(file)
+    }
+}
+
+/// What went wrong with a campaign file, naming the file, the line where known, and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: cannot read: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}{}: {message}", path.display(), at_line(*line))]
+    Invalid {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+}
+
+fn at_line(line: Option<usize>) -> String {
+    line.map(|l| format!(":{l}")).unwrap_or_default()
+}
+
+/// Keys of a campaign file.
+const CAMPAIGN_KEYS: &[&str] = &[
+    "name",
+    "template",
+    "target",
+    "appid",
+    "secret_env",
+    "token_api",
+    "template_id",
+    "url",
+    "miniprogram",
+    "page",
+    "mini_api",
+    "emphasis_keyword",
+    "miniprogram_state",
+    "lang",
+    "recipients",
+    "vars",
+    "data",
+    "rate",
+    "concurrency",
+];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCampaign {
+    name: Option<String>,
+    template: Option<String>,
+    target: Option<Target>,
+    appid: Option<String>,
+    secret_env: Option<String>,
+    token_api: Option<TokenApi>,
+    template_id: Option<String>,
+    url: Option<String>,
+    miniprogram: Option<MiniprogramSpec>,
+    page: Option<String>,
+    mini_api: Option<MiniApi>,
+    emphasis_keyword: Option<String>,
+    miniprogram_state: Option<String>,
+    lang: Option<String>,
+    recipients: Option<String>,
+    vars: Option<BTreeMap<String, serde_json::Value>>,
+    data: Option<IndexMap<String, RawField>>,
+    rate: Option<u32>,
+    concurrency: Option<usize>,
+}
+
+/// Keys of a reusable message template (`templates/NAME.yaml`).
+const TEMPLATE_KEYS: &[&str] = &[
+    "target",
+    "template_id",
+    "mini_api",
+    "url",
+    "miniprogram",
+    "page",
+    "emphasis_keyword",
+    "data",
+];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTemplate {
+    target: Option<Target>,
+    template_id: Option<String>,
+    mini_api: Option<MiniApi>,
+    url: Option<String>,
+    miniprogram: Option<MiniprogramSpec>,
+    page: Option<String>,
+    emphasis_keyword: Option<String>,
+    data: Option<IndexMap<String, RawField>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawField {
+    Plain(String),
+    Full(FullField),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FullField {
+    value: String,
+    color: Option<String>,
+}
+
+/// Reads, merges and validates the campaign at `path`.
+pub fn load(path: &Path) -> Result<Campaign, Error> {
+    let src = read(path)?;
+    let raw: RawCampaign = parse(path, &src, CAMPAIGN_KEYS)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let template = match &raw.template {
+        Some(name) => Some(load_template(path, &src, dir, name)?),
+        None => None,
+    };
+    Validator { path, src: &src }.campaign(raw, template, dir)
+}
+
+fn read(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Deserializes YAML, turning serde's messages into ones that name the line and, for an
+/// unknown key, suggest the nearest valid one.
+fn parse<T: serde::de::DeserializeOwned + Default>(
+    path: &Path,
+    src: &str,
+    keys: &[&str],
+) -> Result<T, Error> {
+    if src.trim().is_empty() {
+        return Err(Error::Invalid {
+            path: path.to_owned(),
+            line: None,
+            message: "the file is empty".into(),
+        });
+    }
+    serde_yaml::from_str(src).map_err(|e| {
+        let line = e.location().map(|l| l.line());
+        let mut message = e.to_string();
+        // serde_yaml appends " at line L column C"; the line is already in the prefix.
+        if let Some(i) = message.find(" at line ") {
+            message.truncate(i);
+        }
+        if let Some(unknown) = unknown_key(&message) {
+            message = format!("unknown key `{unknown}`");
+            if let Some(near) = nearest(&unknown, keys) {
+                message.push_str(&format!(" (did you mean `{near}`?)"));
+            }
+            message.push_str(&format!("; valid keys: {}", keys.join(", ")));
+        }
+        Error::Invalid {
+            path: path.to_owned(),
+            line,
+            message,
+        }
+    })
+}
+
+fn unknown_key(message: &str) -> Option<String> {
+    let rest = message.split("unknown field `").nth(1)?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+/// The valid key closest to `word`, if it is close enough to be a plausible typo.
+pub(crate) fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(word, c), *c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+fn load_template(
+    campaign: &Path,
+    campaign_src: &str,
+    dir: &Path,
+    name: &str,
+) -> Result<(PathBuf, RawTemplate), Error> {
+    let file = format!("{name}.yaml");
+    let candidates = [
+        dir.join("templates").join(&file),
+        dir.join("..").join("templates").join(&file),
+    ];
+    let Some(found) = candidates.iter().find(|p| p.is_file()) else {
+        return Err(Error::Invalid {
+            path: campaign.to_owned(),
+            line: key_line(campaign_src, "template"),
+            message: format!(
+                "template `{name}` not found (looked for {} and {})",
+                candidates[0].display(),
+                candidates[1].display()
+            ),
+        });
+    };
+    let src = read(found)?;
+    let raw = parse(found, &src, TEMPLATE_KEYS)?;
+    Ok((found.clone(), raw))
+}
+
+/// The 1-based line of the first line that starts `key:` at any indentation, to point errors
+/// that serde cannot locate (a value that parsed but breaks a rule) at the right place.
+fn key_line(src: &str, key: &str) -> Option<usize> {
+    src.lines()
+        .position(|l| {
+            let t = l.trim_start().trim_start_matches("- ");
+            t.strip_prefix(key).is_some_and(|r| r.starts_with(':'))
+        })
+        .map(|i| i + 1)
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+    src: &'a str,
+}
+
+impl Validator<'_> {
+    fn err(&self, key: &str, message: impl fmt::Display) -> Error {
+        Error::Invalid {
+            path: self.path.to_owned(),
+            line: key_line(self.src, key.rsplit('.').next().unwrap_or(key)),
+            message: format!("`{key}`: {message}"),
+        }
+    }
+
+    fn campaign(
+        &self,
+        raw: RawCampaign,
+        template: Option<(PathBuf, RawTemplate)>,
+        dir: &Path,
+    ) -> Result<Campaign, Error> {
+        let (tpl_path, tpl) = template.unwrap_or_default();
+        let from_template = |what: &str| format!("{what} (from {})", tpl_path.display());
+
+        let name = match raw.name {
+            Some(n) => n,
+            None => self
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "campaign".into()),
+        };
+        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+            return Err(self.err("name", "must be a plain name usable as a file name"));
+        }
+
+        let target = raw.target.or(tpl.target).ok_or_else(|| {
+            self.err(
+                "target",
+                "missing: say `target: official` or `target: mini`",
+            )
+        })?;
+        let mini_api = raw.mini_api.or(tpl.mini_api);
+        let kind = match (target, mini_api) {
+            (Target::Official, None) => Kind::Official,
+            (Target::Official, Some(_)) => {
+                return Err(self.err("mini_api", "only for `target: mini`"));
+            }
+            (Target::Mini, None | Some(MiniApi::Subscribe)) => Kind::Subscribe,
+            (Target::Mini, Some(MiniApi::Template)) => Kind::MiniTemplate,
+        };
+
+        let appid = raw.appid.ok_or_else(|| self.err("appid", "missing"))?;
+        if !looks_like_appid(&appid) {
+            return Err(self.err(
+                "appid",
+                format!(
+                    "`{appid}` does not look like an AppID (wx followed by 16 letters or digits)"
+                ),
+            ));
+        }
+        let secret_env = raw
+            .secret_env
+            .unwrap_or_else(|| DEFAULT_SECRET_ENV.to_owned());
+        if secret_env.is_empty() || secret_env.contains(['=', '\0']) {
+            return Err(self.err("secret_env", "must name an environment variable"));
+        }
+
+        let template_id = raw
+            .template_id
+            .or(tpl.template_id)
+            .ok_or_else(|| self.err("template_id", "missing"))?;
+        if template_id.trim().is_empty() {
+            return Err(self.err("template_id", "is empty"));
+        }
+
+        let url = raw.url.or(tpl.url);
+        let miniprogram = raw.miniprogram.or(tpl.miniprogram);
+        let page = raw.page.or(tpl.page);
+        let emphasis_keyword = raw.emphasis_keyword.or(tpl.emphasis_keyword);
+        match kind {
+            Kind::Official => {
+                if page.is_some() {
+                    return Err(self.err(
+                        "page",
+                        "only for `target: mini`; an official message jumps with `url` or `miniprogram.pagepath`",
+                    ));
+                }
+                if let Some(url) = &url {
+                    check_url(url).map_err(|m| self.err("url", m))?;
+                }
+                if let Some(mp) = &miniprogram
+                    && !looks_like_appid(&mp.appid)
+                {
+                    return Err(self.err(
+                        "miniprogram.appid",
+                        format!("`{}` does not look like an AppID", mp.appid),
+                    ));
+                }
+                if emphasis_keyword.is_some() {
+                    return Err(self.err("emphasis_keyword", "only for `mini_api: template`"));
+                }
+            }
+            Kind::Subscribe | Kind::MiniTemplate => {
+                if url.is_some() {
+                    return Err(self.err(
+                        "url",
+                        "only for `target: official`; a mini program message jumps with `page`",
+                    ));
+                }
+                if miniprogram.is_some() {
+                    return Err(self.err(
+                        "miniprogram",
+                        "only for `target: official`; a mini program message jumps with `page`",
+                    ));
+                }
+                if kind == Kind::Subscribe && emphasis_keyword.is_some() {
+                    return Err(self.err("emphasis_keyword", "only for `mini_api: template`"));
+                }
+            }
+        }
+        if kind != Kind::Subscribe {
+            if raw.miniprogram_state.is_some() {
+                return Err(self.err("miniprogram_state", "only for subscribe messages"));
+            }
+            if raw.lang.is_some() {
+                return Err(self.err("lang", "only for subscribe messages"));
+            }
+        }
+        if let Some(s) = &raw.miniprogram_state
+            && !["developer", "trial", "formal"].contains(&s.as_str())
+        {
+            return Err(self.err(
+                "miniprogram_state",
+                format!("`{s}` is not one of developer, trial, formal"),
+            ));
+        }
+        if let Some(l) = &raw.lang
+            && !["zh_CN", "en_US", "zh_HK", "zh_TW"].contains(&l.as_str())
+        {
+            return Err(self.err(
+                "lang",
+                format!("`{l}` is not one of zh_CN, en_US, zh_HK, zh_TW"),
+            ));
+        }
+
+        let recipients = raw
+            .recipients
+            .ok_or_else(|| self.err("recipients", "missing: name the CSV file of openids"))?;
+        let recipients = dir.join(recipients);
+
+        // Template fields first, campaign fields override them one by one.
+        let mut data = IndexMap::new();
+        for (source, fields) in [(Some(&tpl_path), tpl.data), (None, raw.data)] {
+            for (key, field) in fields.unwrap_or_default() {
+                let spec = self.field(&key, field).map_err(|e| match (source, e) {
+                    (Some(_), Error::Invalid { message, .. }) => Error::Invalid {
+                        path: tpl_path.clone(),
+                        line: None,
+                        message: from_template(&message),
+                    },
+                    (_, e) => e,
+                })?;
+                data.insert(key, spec);
+            }
+        }
+        if data.is_empty() && kind != Kind::MiniTemplate {
+            return Err(self.err("data", "missing: a message needs at least one data field"));
+        }
+
+        let rate = raw.rate.unwrap_or(DEFAULT_RATE);
+        if rate == 0 {
+            return Err(self.err("rate", "must be at least 1 message per second"));
+        }
+        let concurrency = raw.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        if concurrency == 0 {
+            return Err(self.err("concurrency", "must be at least 1"));
+        }
+
+        Ok(Campaign {
+            name,
+            path: self.path.to_owned(),
+            kind,
+            appid,
+            secret_env,
+            token_api: raw.token_api.unwrap_or_default(),
+            template_id,
+            url,
+            miniprogram,
+            page,
+            emphasis_keyword,
+            miniprogram_state: raw.miniprogram_state,
+            lang: raw.lang,
+            recipients,
+            vars: raw.vars.unwrap_or_default(),
+            data,
+            rate,
+            concurrency,
+        })
+    }
+
+    fn field(&self, key: &str, field: RawField) -> Result<FieldSpec, Error> {
+        let valid_key =
+            !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_key {
+            return Err(self.err(
+                &format!("data.{key}"),
+                "a field name is letters, digits and `_` (the name inside {{name.DATA}})",
+            ));
+        }
+        Ok(match field {
+            RawField::Plain(value) => FieldSpec { value, color: None },
+            RawField::Full(FullField { value, color }) => {
+                if let Some(c) = &color
+                    && !is_color(c)
+                {
+                    return Err(self.err(
+                        &format!("data.{key}.color"),
+                        format!("`{c}` is not a colour like #173177 (# and 6 hex digits)"),
+                    ));
+                }
+                FieldSpec { value, color }
+            }
+        })
+    }
+}
+
+fn looks_like_appid(s: &str) -> bool {
+    s.len() == 18 && s.starts_with("wx") && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// `#RRGGBB`.
+pub fn is_color(s: &str) -> bool {
+    s.len() == 7 && s.starts_with('#') && s[1..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A jump URL must be absolute http(s). A URL that starts with a Tera expression is checked
+/// after rendering instead (see `render`).
+pub fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with("{{") || url.starts_with("{%") {
+        return Ok(());
+    }
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("https://") || lower.starts_with("http://") {
+        Ok(())
+    } else {
+        Err(format!("`{url}` must start with http:// or https://"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(yaml: &str) -> Result<Campaign, Error> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        load(&path)
+    }
+
+    const OK: &str = "target: official\nappid: wx0123456789abcdef\ntemplate_id: T\nrecipients: r.csv\ndata:\n  first: \"{{ name }}\"\n";
+
+    #[test]
+    fn minimal_official_campaign_loads_with_defaults() {
+        let c = load_str(OK).unwrap();
+        assert_eq!(c.kind, Kind::Official);
+        assert_eq!(c.name, "c");
+        assert_eq!(c.rate, DEFAULT_RATE);
+        assert_eq!(c.secret_env, DEFAULT_SECRET_ENV);
+        assert_eq!(c.data["first"].value, "{{ name }}");
+    }
+
+    #[test]
+    fn unknown_key_suggests_the_nearest() {
+        let e = load_str(&OK.replace("template_id", "tempalte_id")).unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains(":3:"), "{m}");
+        assert!(m.contains("did you mean `template_id`"), "{m}");
+    }
+
+    #[test]
+    fn page_on_official_is_rejected_with_its_line() {
+        let e = load_str(&format!("{OK}page: p\n")).unwrap_err().to_string();
+        assert!(e.contains(":7: `page`"), "{e}");
+    }
+
+    #[test]
+    fn bad_color_and_url_are_rejected() {
+        let e = load_str(&OK.replace("first: \"{{ name }}\"", "first: { value: x, color: red }"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("data.first.color"), "{e}");
+        let e = load_str(&format!("{OK}url: ftp://x\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http:// or https://"), "{e}");
+    }
+
+    #[test]
+    fn key_line_finds_nested_keys() {
+        let src = "a: 1\ndata:\n  first: x\n";
+        assert_eq!(key_line(src, "first"), Some(3));
+        assert_eq!(key_line(src, "firs"), None);
+    }
+}

@@ -1,0 +1,396 @@
+//! Dispatch: rendered messages in, one [`Outcome`] per message out, at a bounded rate.
+//!
+//! Each attempt takes a concurrency permit, then a rate-limiter slot (governor), then the
+//! shared token, then sends; the answer is classified by `wechat::errcode` and acted on:
+//! done, recipient failed, retry after a jittered exponential backoff (the permit is given
+//! back while waiting, and the retry takes a new rate slot: every attempt counts against the
+//! account's quota), refresh the token, or abort the run. An aborted or interrupted run stops
+//! taking messages, lets the requests in flight finish, and writes no row for a message that
+//! was not sent, so that resuming sends it.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::time::Instant;
+
+use crate::wechat::errcode::{self, Action};
+use crate::wechat::message::Outgoing;
+use crate::wechat::token::{self, Tokens};
+use crate::wechat::{Client, SendError};
+
+/// Attempts per message (the first send included) before a transient failure is final.
+pub const MAX_ATTEMPTS: u32 = 6;
+/// Time after a message's first attempt beyond which it is not retried again.
+pub const MAX_RETRY_TIME: Duration = Duration::from_secs(180);
+/// Token refreshes one message may cause; more means the new tokens are rejected too.
+const MAX_REFRESHES: u32 = 2;
+/// First backoff step; it doubles per retry up to [`BACKOFF_CAP`], with full jitter.
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+const BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+/// A recipient's status in the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Status {
+    /// WeChat accepted the message (errcode 0). Accepted, not necessarily delivered.
+    Sent,
+    /// WeChat refused it for this recipient, or retries ran out.
+    Failed,
+    /// A dry run: nothing was sent.
+    DryRun,
+    /// Not sent: a repeated openid.
+    Skipped,
+    /// The request may have reached WeChat but no answer came back.
+    Unknown,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Sent => "sent",
+            Status::Failed => "failed",
+            Status::DryRun => "dry_run",
+            Status::Skipped => "skipped",
+            Status::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "sent" => Status::Sent,
+            "failed" => Status::Failed,
+            "dry_run" => Status::DryRun,
+            "skipped" => Status::Skipped,
+            "unknown" => Status::Unknown,
+            _ => return None,
+        })
+    }
+}
+
+/// What happened to one recipient: a report row.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub row: u64,
+    pub openid: String,
+    pub status: Status,
+    pub errcode: Option<i64>,
+    pub errmsg: String,
+    pub msgid: Option<u64>,
+    pub attempts: u32,
+    pub sent_at: Option<SystemTime>,
+    pub latency: Option<Duration>,
+    /// The exact body (dry runs only).
+    pub payload: Option<Bytes>,
+}
+
+impl Outcome {
+    /// An outcome for a recipient that was not sent.
+    pub fn unsent(row: u64, openid: String, status: Status, errmsg: String) -> Self {
+        Outcome {
+            row,
+            openid,
+            status,
+            errcode: None,
+            errmsg,
+            msgid: None,
+            attempts: 0,
+            sent_at: None,
+            latency: None,
+            payload: None,
+        }
+    }
+}
+
+/// Why a run stopped early.
+#[derive(Debug, Clone)]
+pub enum StopReason {
+    /// WeChat answered an errcode that every further send would get too.
+    Api { errcode: i64, errmsg: String },
+    /// No access token could be had.
+    Token(token::Error),
+    /// The report could not be written.
+    Report(String),
+    /// Ctrl-C.
+    Interrupted,
+}
+
+/// The run-wide stop signal: the first reason wins.
+pub struct Stop {
+    tx: watch::Sender<Option<StopReason>>,
+}
+
+impl Default for Stop {
+    fn default() -> Self {
+        Stop {
+            tx: watch::channel(None).0,
+        }
+    }
+}
+
+impl Stop {
+    pub fn trigger(&self, reason: StopReason) {
+        self.tx.send_if_modified(|cur| {
+            let first = cur.is_none();
+            if first {
+                *cur = Some(reason);
+            }
+            first
+        });
+    }
+
+    pub fn reason(&self) -> Option<StopReason> {
+        self.tx.borrow().clone()
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.tx.borrow().is_some()
+    }
+
+    /// Completes when the run is told to stop.
+    pub async fn stopped(&self) {
+        let mut rx = self.tx.subscribe();
+        // The sender lives as long as `self`, so the channel cannot close under us.
+        let _ = rx.wait_for(Option::is_some).await;
+    }
+}
+
+/// How fast and how wide to send.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Messages per second.
+    pub rate: u32,
+    /// Requests in flight at most.
+    pub concurrency: usize,
+}
+
+impl Settings {
+    /// The limiter's burst: 1 % of the rate, at least 1. Burst 1 makes governor undershoot
+    /// by 11–14 % at 1,000/s because a late wake-up loses its slot (perf-notes.md §3); a
+    /// burst of 1 % hits the rate, and any 1 s window then holds at most rate + burst.
+    pub fn burst(&self) -> u32 {
+        (self.rate / 100).max(1)
+    }
+}
+
+struct Shared {
+    client: Client,
+    tokens: Arc<Tokens>,
+    limiter: DefaultDirectRateLimiter,
+    inflight: Semaphore,
+    stop: Arc<Stop>,
+    outcomes: mpsc::Sender<Outcome>,
+}
+
+/// Sends every message of `input`, writing outcomes to `outcomes`, until the input ends or
+/// `stop` fires. Returns when every started message has its outcome.
+pub async fn run(
+    mut input: mpsc::Receiver<Outgoing>,
+    client: Client,
+    tokens: Arc<Tokens>,
+    settings: Settings,
+    outcomes: mpsc::Sender<Outcome>,
+    stop: Arc<Stop>,
+) {
+    // `rate` and the burst are at least 1 (campaign validation, `burst()`).
+    let quota = Quota::per_second(NonZeroU32::new(settings.rate).unwrap_or(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::new(settings.burst()).unwrap_or(NonZeroU32::MIN));
+    let concurrency = settings.concurrency.max(1);
+    let shared = Arc::new(Shared {
+        client,
+        tokens,
+        limiter: RateLimiter::direct(quota),
+        inflight: Semaphore::new(concurrency),
+        stop,
+        outcomes,
+    });
+    // Messages being worked on (in flight or backing off). Bounded, so memory stays flat.
+    let queued = (concurrency * 4) as u32;
+    let tasks = Arc::new(Semaphore::new(queued as usize));
+    loop {
+        let msg = tokio::select! {
+            m = input.recv() => m,
+            _ = shared.stop.stopped() => None,
+        };
+        let Some(msg) = msg else { break };
+        // The semaphore is never closed.
+        let Ok(permit) = tasks.clone().acquire_owned().await else {
+            break;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            deliver(&shared, msg).await;
+            drop(permit);
+        });
+    }
+    // Every task holds a permit until it has sent its outcome.
+    let _all = tasks.acquire_many(queued).await;
+}
+
+/// One message, with its retries, to its outcome (or to nothing if the run stopped first).
+async fn deliver(ctx: &Shared, msg: Outgoing) {
+    let mut attempts = 0;
+    let mut refreshes = 0;
+    let mut backoff = Backoff::default();
+    let first = Instant::now();
+    loop {
+        let permit = tokio::select! {
+            p = ctx.inflight.acquire() => p,
+            _ = ctx.stop.stopped() => return,
+        };
+        tokio::select! {
+            _ = ctx.limiter.until_ready() => {}
+            _ = ctx.stop.stopped() => return,
+        }
+        let token = match ctx.tokens.get().await {
+            Ok(t) => t,
+            Err(e) => return ctx.stop.trigger(StopReason::Token(e)),
+        };
+        attempts += 1;
+        let sent_at = SystemTime::now();
+        let started = Instant::now();
+        let result = ctx
+            .client
+            .send(msg.endpoint, &token, msg.body.clone())
+            .await;
+        let latency = started.elapsed();
+        drop(permit);
+
+        let mut outcome = Outcome {
+            row: msg.row,
+            openid: msg.openid.clone(),
+            status: Status::Sent,
+            errcode: None,
+            errmsg: String::new(),
+            msgid: None,
+            attempts,
+            sent_at: Some(sent_at),
+            latency: Some(latency),
+            payload: None,
+        };
+        let action = match result {
+            Ok(reply) => {
+                outcome.errcode = Some(reply.errcode);
+                outcome.msgid = reply.msgid;
+                let action = errcode::classify(reply.errcode, &reply.errmsg);
+                outcome.errmsg = reply.errmsg;
+                action
+            }
+            Err(SendError::NotSent(m) | SendError::BadAnswer(m)) => {
+                outcome.errmsg = m;
+                Action::Retry
+            }
+            Err(e @ SendError::Ambiguous(_)) => {
+                outcome.status = Status::Unknown;
+                outcome.errmsg = e.to_string();
+                return emit(ctx, outcome).await;
+            }
+        };
+        let wait = match action {
+            Action::Done => return emit(ctx, outcome).await,
+            Action::RecipientFailed => {
+                outcome.status = Status::Failed;
+                return emit(ctx, outcome).await;
+            }
+            Action::Abort => {
+                return ctx.stop.trigger(StopReason::Api {
+                    errcode: outcome.errcode.unwrap_or_default(),
+                    errmsg: outcome.errmsg,
+                });
+            }
+            Action::RefreshToken => {
+                refreshes += 1;
+                let fresh = if refreshes > MAX_REFRESHES {
+                    Err(token::Error::StillRejected)
+                } else {
+                    ctx.tokens.rejected(&token).await
+                };
+                if let Err(e) = fresh {
+                    return ctx.stop.trigger(StopReason::Token(e));
+                }
+                continue;
+            }
+            Action::Retry => backoff.next_delay(),
+            Action::RetryAfter(d) => backoff.next_delay().max(d),
+        };
+        if attempts >= MAX_ATTEMPTS || first.elapsed() + wait > MAX_RETRY_TIME {
+            outcome.status = Status::Failed;
+            outcome.errmsg = format!("gave up after {attempts} attempts: {}", outcome.errmsg);
+            return emit(ctx, outcome).await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = ctx.stop.stopped() => return,
+        }
+    }
+}
+
+async fn emit(ctx: &Shared, outcome: Outcome) {
+    // The report writer outlives the dispatcher; if it died, its error ends the run anyway.
+    let _ = ctx.outcomes.send(outcome).await;
+}
+
+/// Exponential backoff with full jitter: the n-th delay is uniform in
+/// [0, min(cap, base × 2ⁿ)], so workers that failed together do not retry together.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    step: u32,
+}
+
+impl Backoff {
+    /// The upper bound of the next delay (the delay without jitter).
+    pub fn ceiling(&self) -> Duration {
+        BACKOFF_BASE
+            .saturating_mul(1 << self.step.min(16))
+            .min(BACKOFF_CAP)
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self.ceiling();
+        self.step += 1;
+        ceiling.mul_f64(rand::random_range(0.0..=1.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_stays_within_it() {
+        let mut b = Backoff::default();
+        let mut ceilings = vec![];
+        for _ in 0..10 {
+            let c = b.ceiling();
+            assert!(b.next_delay() <= c);
+            ceilings.push(c.as_millis());
+        }
+        assert_eq!(&ceilings[..6], &[200, 400, 800, 1600, 3200, 6400]);
+        assert!(ceilings[6..].iter().all(|&c| c == 10_000));
+    }
+
+    #[test]
+    fn burst_is_one_percent_of_the_rate() {
+        let s = |rate| Settings {
+            rate,
+            concurrency: 1,
+        };
+        assert_eq!(s(50).burst(), 1);
+        assert_eq!(s(1000).burst(), 10);
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in [
+            Status::Sent,
+            Status::Failed,
+            Status::DryRun,
+            Status::Skipped,
+            Status::Unknown,
+        ] {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Progress while a run goes, and the summary at its end.
+//!
+//! On a terminal: an indicatif bar (count, rate, ETA) on stderr. Otherwise (CI, a log file):
+//! a plain line every [`PLAIN_EVERY`]. Both only consume outcome counts from the report
+//! writer; nothing here is on the send path. The summary goes to stdout.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::dispatch::Status;
+use crate::report::Tally;
+use crate::wechat::errcode;
+
+/// Interval of the plain progress lines when stderr is not a terminal.
+const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
+/// Progress of one run over `total` recipients.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    total: u64,
+    done: u64,
+    problems: u64,
+    started: Instant,
+    last_line: Instant,
+}
+
+impl Progress {
+    pub fn new(total: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total);
+            // The template is a constant that parses.
+            let style = ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {per_sec} ETA {eta} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Progress {
+            bar,
+            total,
+            done: 0,
+            problems: 0,
+            started: Instant::now(),
+            last_line: Instant::now(),
+        }
+    }
+
+    /// One more outcome.
+    pub fn record(&mut self, status: Status) {
+        self.done += 1;
+        if matches!(status, Status::Failed | Status::Unknown) {
+            self.problems += 1;
+        }
+        match &self.bar {
+            Some(bar) => {
+                bar.inc(1);
+                if self.problems > 0 {
+                    bar.set_message(format!("({} failed or unknown)", self.problems));
+                }
+            }
+            None if self.last_line.elapsed() >= PLAIN_EVERY => {
+                self.last_line = Instant::now();
+                let secs = self.started.elapsed().as_secs_f64();
+                let rate = self.done as f64 / secs.max(1e-9);
+                let eta = (self.total.saturating_sub(self.done)) as f64 / rate.max(1e-9);
+                eprintln!(
+                    "progress: {}/{} ({:.0}%), {} failed or unknown, {:.1}/s, ETA {}",
+                    self.done,
+                    self.total,
+                    100.0 * self.done as f64 / self.total.max(1) as f64,
+                    self.problems,
+                    rate,
+                    humantime::format_duration(Duration::from_secs(eta.round() as u64)),
+                );
+            }
+            None => {}
+        }
+    }
+
+    /// Prints a line without tearing the bar.
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Thousands separators, as a person reads counts.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What the summary says besides the counts.
+pub struct Facts<'a> {
+    pub title: &'a str,
+    pub elapsed: Duration,
+    /// Requests sent (attempts), for the achieved rate; `None` for a dry run.
+    pub attempts: Option<u64>,
+    pub rate_limit: u32,
+    pub report: &'a Path,
+}
+
+/// The end-of-run summary: counts by status, problems by errcode with their meaning, time,
+/// achieved rate, and where the report is.
+pub fn summary(tally: &Tally, facts: &Facts<'_>) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{}", facts.title);
+    for status in [
+        Status::Sent,
+        Status::Failed,
+        Status::Unknown,
+        Status::Skipped,
+        Status::DryRun,
+    ] {
+        let n = tally.count(status);
+        let always = matches!(status, Status::Sent | Status::Failed) && facts.attempts.is_some();
+        if n == 0 && !always {
+            continue;
+        }
+        let note = match status {
+            Status::Sent => "accepted by WeChat",
+            Status::Failed => "see errcode and errmsg in the report",
+            Status::Unknown => "no answer: may or may not have been delivered",
+            Status::Skipped => "repeated openid, sent once",
+            Status::DryRun => "rendered, not sent",
+        };
+        let _ = writeln!(s, "  {:<8} {:>10}  {note}", status.as_str(), thousands(n));
+    }
+    for (code, (n, example)) in &tally.problems {
+        let (code, meaning) = match code {
+            Some(c) => (c.to_string(), errcode::meaning(*c)),
+            None => ("-".to_owned(), "no WeChat answer"),
+        };
+        let _ = writeln!(
+            s,
+            "    {code:>6} ×{:<8} {meaning} (e.g. {example:?})",
+            thousands(*n)
+        );
+    }
+    let secs = facts.elapsed.as_secs_f64();
+    let _ = write!(s, "  took {:.1} s", secs);
+    if let Some(attempts) = facts.attempts {
+        let _ = write!(
+            s,
+            ", {} requests, {:.1} msgs/s (limit {}/s)",
+            thousands(attempts),
+            tally.count(Status::Sent) as f64 / secs.max(1e-9),
+            facts.rate_limit
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "  report: {}", facts.report.display());
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+}

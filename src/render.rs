@@ -1,0 +1,225 @@
+//! Rendering: a campaign's Tera templates, compiled once, filled per recipient into a typed
+//! message body (see `wechat::message`).
+//!
+//! Every value string (data fields, `url`, `page`, `miniprogram.pagepath`) is a Tera template
+//! whose variables are the campaign's `vars` and the recipient's CSV columns (`openid`
+//! included; a column wins over a var of the same name). An undefined variable is an error
+//! naming the variable, the field and the row. Rendered values are checked against WeChat's
+//! rules for typed keys (`wechat::fields`) and jump URLs must be http(s).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tera::{Context, Tera};
+
+use crate::campaign::{Campaign, Kind, check_url};
+use crate::recipients::Recipient;
+use crate::wechat::fields;
+use crate::wechat::message::{
+    Data, DataField, Endpoint, LegacyMiniMessage, Miniprogram, Outgoing, SubscribeMessage,
+    TemplateMessage,
+};
+
+/// A template that does not compile, or a row that does not render.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: `{field}`: invalid template:\n{message}", path.display())]
+    Syntax {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+    #[error("{}: row {row} (line {line}), field `{field}`: {message}", path.display())]
+    Row {
+        path: PathBuf,
+        row: u64,
+        line: u64,
+        field: String,
+        message: String,
+    },
+}
+
+/// The CSV columns a campaign's recipients file must have.
+pub fn required_columns(campaign: &Campaign) -> &'static [&'static str] {
+    match campaign.kind {
+        Kind::MiniTemplate => &["openid", "form_id"],
+        Kind::Official | Kind::Subscribe => &["openid"],
+    }
+}
+
+/// Compiled templates plus everything fixed for the whole campaign.
+pub struct Renderer {
+    tera: Tera,
+    kind: Kind,
+    template_id: String,
+    recipients: PathBuf,
+    headers: Arc<[String]>,
+    base: Context,
+    /// `(key, color)`; the template of `key` is registered as `data.<key>`.
+    fields: Vec<(String, Option<String>)>,
+    url: bool,
+    page: bool,
+    miniprogram_appid: Option<String>,
+    pagepath: bool,
+    form_id: Option<usize>,
+    emphasis_keyword: Option<String>,
+    miniprogram_state: Option<String>,
+    lang: Option<String>,
+}
+
+const URL: &str = "url";
+const PAGE: &str = "page";
+const PAGEPATH: &str = "miniprogram.pagepath";
+
+impl Renderer {
+    /// Compiles every template of `campaign`, for a recipients file with `headers`.
+    pub fn new(campaign: &Campaign, headers: Arc<[String]>) -> Result<Self, Error> {
+        let mut tera = Tera::default();
+        let mut add = |name: &str, src: &str| {
+            tera.add_raw_template(name, src).map_err(|e| Error::Syntax {
+                path: campaign.path.clone(),
+                field: name.to_owned(),
+                message: e.to_string(),
+            })
+        };
+        for (key, spec) in &campaign.data {
+            add(&format!("data.{key}"), &spec.value)?;
+        }
+        if let Some(url) = &campaign.url {
+            add(URL, url)?;
+        }
+        if let Some(page) = &campaign.page {
+            add(PAGE, page)?;
+        }
+        let pagepath = campaign
+            .miniprogram
+            .as_ref()
+            .and_then(|m| m.pagepath.as_ref());
+        if let Some(p) = pagepath {
+            add(PAGEPATH, p)?;
+        }
+        let mut base = Context::new();
+        for (k, v) in &campaign.vars {
+            base.insert(k.clone(), v);
+        }
+        Ok(Renderer {
+            tera,
+            kind: campaign.kind,
+            template_id: campaign.template_id.clone(),
+            recipients: campaign.recipients.clone(),
+            form_id: headers.iter().position(|h| h == "form_id"),
+            headers,
+            base,
+            fields: campaign
+                .data
+                .iter()
+                .map(|(k, s)| (k.clone(), s.color.clone()))
+                .collect(),
+            url: campaign.url.is_some(),
+            page: campaign.page.is_some(),
+            miniprogram_appid: campaign.miniprogram.as_ref().map(|m| m.appid.clone()),
+            pagepath: pagepath.is_some(),
+            emphasis_keyword: campaign.emphasis_keyword.clone(),
+            miniprogram_state: campaign.miniprogram_state.clone(),
+            lang: campaign.lang.clone(),
+        })
+    }
+
+    /// The message for `r`, serialized and ready to send.
+    pub fn render(&self, r: &Recipient) -> Result<Outgoing, Error> {
+        let mut ctx = self.base.clone();
+        for (h, v) in self.headers.iter().zip(r.record.iter()) {
+            ctx.insert(h.clone(), v);
+        }
+        ctx.insert("openid", r.openid.as_str());
+        let err = |field: &str, message: String| Error::Row {
+            path: self.recipients.clone(),
+            row: r.row,
+            line: r.line,
+            field: field.to_owned(),
+            message,
+        };
+        let render = |name: &str| {
+            self.tera
+                .render(name, &ctx)
+                .map_err(|e| err(name, e.to_string()))
+        };
+        let optional = |present: bool, name: &str| present.then(|| render(name)).transpose();
+
+        let mut data = Data::with_capacity(self.fields.len());
+        for (key, color) in &self.fields {
+            let name = format!("data.{key}");
+            let value = render(&name)?;
+            if self.kind != Kind::MiniTemplate {
+                fields::check(key, &value)
+                    .map_err(|m| err(&name, format!("{m} (rendered: {value:?})")))?;
+            }
+            data.insert(
+                key.clone(),
+                DataField {
+                    value,
+                    color: color.clone(),
+                },
+            );
+        }
+        let touser = r.openid.clone();
+        let template_id = self.template_id.clone();
+        Ok(match self.kind {
+            Kind::Official => {
+                let url = optional(self.url, URL)?;
+                if let Some(u) = &url {
+                    check_url(u).map_err(|m| err(URL, format!("rendered {m}")))?;
+                }
+                let miniprogram = match &self.miniprogram_appid {
+                    Some(appid) => Some(Miniprogram {
+                        appid: appid.clone(),
+                        pagepath: optional(self.pagepath, PAGEPATH)?,
+                    }),
+                    None => None,
+                };
+                let m = TemplateMessage {
+                    touser,
+                    template_id,
+                    url,
+                    miniprogram,
+                    data,
+                };
+                Outgoing::new(r.row, r.openid.clone(), Endpoint::TemplateSend, &m)
+            }
+            Kind::Subscribe => {
+                let m = SubscribeMessage {
+                    touser,
+                    template_id,
+                    page: optional(self.page, PAGE)?,
+                    data,
+                    miniprogram_state: self.miniprogram_state.clone(),
+                    lang: self.lang.clone(),
+                };
+                Outgoing::new(r.row, r.openid.clone(), Endpoint::SubscribeSend, &m)
+            }
+            Kind::MiniTemplate => {
+                let form_id = self
+                    .form_id
+                    .and_then(|i| r.record.get(i))
+                    .map(str::trim)
+                    .unwrap_or_default();
+                if form_id.is_empty() {
+                    return Err(err(
+                        "form_id",
+                        "`form_id` is empty; the legacy mini program API needs one per message"
+                            .into(),
+                    ));
+                }
+                let m = LegacyMiniMessage {
+                    touser,
+                    template_id,
+                    page: optional(self.page, PAGE)?,
+                    form_id: form_id.to_owned(),
+                    data,
+                    emphasis_keyword: self.emphasis_keyword.clone(),
+                };
+                Outgoing::new(r.row, r.openid.clone(), Endpoint::WxopenTemplateSend, &m)
+            }
+        })
+    }
+}

@@ -1,0 +1,391 @@
+//! The report: one CSV row per recipient, appended and flushed as outcomes arrive.
+//!
+//! The report is also the journal that resume reads: a recipient with a row has an outcome
+//! and is never sent again. Rows are flushed to the OS after every batch of outcomes (a
+//! killed process loses nothing already written) and synced to disk in groups
+//! ([`SYNC_EVERY`], [`SYNC_ROWS`]). A half-written last line (power loss) is cut off before
+//! appending.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::dispatch::{Outcome, Status};
+use crate::recipients::key;
+
+/// The columns every report starts with; later columns are extra.
+pub const COLUMNS: [&str; 9] = [
+    "openid",
+    "status",
+    "errcode",
+    "errmsg",
+    "msgid",
+    "attempts",
+    "sent_at",
+    "latency_ms",
+    "row",
+];
+/// The extra column of a dry run: the exact JSON body that would be POSTed.
+pub const PAYLOAD: &str = "payload";
+/// Sync to disk at least this often while rows arrive…
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// …or after this many rows, whichever comes first.
+const SYNC_ROWS: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("report {}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("report {}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// Appends outcome rows to a report file.
+pub struct Writer {
+    path: PathBuf,
+    csv: csv::Writer<BufWriter<File>>,
+    payload: bool,
+    unsynced: usize,
+    last_sync: Instant,
+    tally: Tally,
+}
+
+/// Counts of one run, for the summary.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    pub by_status: BTreeMap<Status, u64>,
+    /// Failed and unknown rows by errcode (`None`: no errcode, e.g. a network error), with
+    /// the first errmsg seen.
+    pub problems: BTreeMap<Option<i64>, (u64, String)>,
+    /// Requests made for the rows written (retries included).
+    pub attempts: u64,
+}
+
+impl Tally {
+    pub fn count(&self, s: Status) -> u64 {
+        self.by_status.get(&s).copied().unwrap_or(0)
+    }
+    pub fn total(&self) -> u64 {
+        self.by_status.values().sum()
+    }
+}
+
+impl Writer {
+    /// Starts a new report at `path` (parent directories created), replacing any file there.
+    pub fn create(path: &Path, payload: bool) -> Result<Self, Error> {
+        let io_err = |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io_err)?;
+        }
+        let file = File::create(path).map_err(io_err)?;
+        let mut w = Self::over(path, file, payload);
+        let mut header: Vec<&str> = COLUMNS.to_vec();
+        if payload {
+            header.push(PAYLOAD);
+        }
+        w.csv.write_record(&header).map_err(|e| w.csv_err(e))?;
+        w.flush()?;
+        Ok(w)
+    }
+
+    /// Continues the report at `path`, which [`read`] has checked.
+    pub fn append(path: &Path) -> Result<Self, Error> {
+        let io_err = |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io_err)?;
+        cut_partial_line(&mut file).map_err(io_err)?;
+        file.seek(SeekFrom::End(0)).map_err(io_err)?;
+        Ok(Self::over(path, file, false))
+    }
+
+    fn over(path: &Path, file: File, payload: bool) -> Self {
+        Writer {
+            path: path.to_owned(),
+            csv: csv::WriterBuilder::new()
+                .has_headers(false)
+                .from_writer(BufWriter::with_capacity(1 << 20, file)),
+            payload,
+            unsynced: 0,
+            last_sync: Instant::now(),
+            tally: Tally::default(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn tally(&self) -> &Tally {
+        &self.tally
+    }
+
+    /// Buffers one row; [`Writer::flush`] makes it durable.
+    pub fn write(&mut self, o: &Outcome) -> Result<(), Error> {
+        let errcode = o.errcode.map(|c| c.to_string()).unwrap_or_default();
+        let msgid = o.msgid.map(|m| m.to_string()).unwrap_or_default();
+        let attempts = o.attempts.to_string();
+        let sent_at = o
+            .sent_at
+            .map(|t| humantime::format_rfc3339_millis(t).to_string())
+            .unwrap_or_default();
+        let latency = o
+            .latency
+            .map(|l| l.as_millis().to_string())
+            .unwrap_or_default();
+        let row = o.row.to_string();
+        let errmsg = one_line(&o.errmsg);
+        let mut fields: Vec<&str> = vec![
+            &o.openid,
+            o.status.as_str(),
+            &errcode,
+            &errmsg,
+            &msgid,
+            &attempts,
+            &sent_at,
+            &latency,
+            &row,
+        ];
+        let payload;
+        if self.payload {
+            payload = o
+                .payload
+                .as_ref()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .unwrap_or_default();
+            fields.push(&payload);
+        }
+        self.csv
+            .write_record(&fields)
+            .map_err(|e| self.csv_err(e))?;
+        self.unsynced += 1;
+        *self.tally.by_status.entry(o.status).or_default() += 1;
+        self.tally.attempts += u64::from(o.attempts);
+        if matches!(o.status, Status::Failed | Status::Unknown) {
+            let entry = self
+                .tally
+                .problems
+                .entry(o.errcode)
+                .or_insert_with(|| (0, o.errmsg.clone()));
+            entry.0 += 1;
+        }
+        Ok(())
+    }
+
+    /// Hands buffered rows to the OS, and syncs them to disk if the group is due.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        self.csv.flush().map_err(|source| Error::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        if self.unsynced >= SYNC_ROWS || self.last_sync.elapsed() >= SYNC_EVERY {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and syncs everything written so far.
+    pub fn finish(&mut self) -> Result<(), Error> {
+        self.csv.flush().map_err(|source| Error::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.sync()
+    }
+
+    fn sync(&mut self) -> Result<(), Error> {
+        self.csv
+            .get_ref()
+            .get_ref()
+            .sync_data()
+            .map_err(|source| Error::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.unsynced = 0;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    fn csv_err(&self, e: csv::Error) -> Error {
+        Error::Io {
+            path: self.path.clone(),
+            source: io::Error::other(e),
+        }
+    }
+}
+
+/// Report cells are one line each, so a report opens cleanly in a spreadsheet.
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
+}
+
+/// If the file does not end with a newline, drops the partial last line.
+fn cut_partial_line(file: &mut File) -> io::Result<()> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut pos = len;
+    let mut buf = [0u8; 4096];
+    while pos > 0 {
+        let n = (pos as usize).min(buf.len());
+        pos -= n as u64;
+        file.seek(SeekFrom::Start(pos))?;
+        file.read_exact(&mut buf[..n])?;
+        if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
+            let end = pos + i as u64 + 1;
+            if end != len {
+                file.set_len(end)?;
+            }
+            return Ok(());
+        }
+    }
+    file.set_len(0)
+}
+
+/// What an existing report says is done.
+#[derive(Debug, Default)]
+pub struct Done {
+    /// Openids with an outcome (sent, failed or unknown).
+    openids: HashSet<u128>,
+    /// Rows already reported `skipped` (repeated openids).
+    skipped_rows: HashSet<u64>,
+    /// Rows in the report.
+    pub rows: u64,
+    pub by_status: BTreeMap<Status, u64>,
+}
+
+impl Done {
+    pub fn has_openid(&self, openid: &str) -> bool {
+        self.openids.contains(&key(openid))
+    }
+    pub fn has_skipped_row(&self, row: u64) -> bool {
+        self.skipped_rows.contains(&row)
+    }
+}
+
+/// Reads the report at `path` for resuming.
+pub fn read(path: &Path) -> Result<Done, Error> {
+    let invalid = |message: String| Error::Invalid {
+        path: path.to_owned(),
+        message,
+    };
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| invalid(e.to_string()))?;
+    let headers = rdr.headers().map_err(|e| invalid(e.to_string()))?.clone();
+    if headers.iter().take(COLUMNS.len()).ne(COLUMNS) {
+        return Err(invalid(format!(
+            "is not a wxpush report (its header should start with {})",
+            COLUMNS.join(",")
+        )));
+    }
+    if headers.iter().any(|h| h == PAYLOAD) {
+        return Err(invalid(
+            "is a dry-run report; a real send cannot resume from it".into(),
+        ));
+    }
+    let mut done = Done::default();
+    let mut record = csv::StringRecord::new();
+    loop {
+        match rdr.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(invalid(e.to_string())),
+        }
+        // A partial last line (no newline: cut off by a crash) is dropped by `append`.
+        if record.len() < COLUMNS.len() {
+            continue;
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        let status = Status::parse(&record[1])
+            .ok_or_else(|| invalid(format!("line {line}: unknown status `{}`", &record[1])))?;
+        let row: u64 = record[8]
+            .parse()
+            .map_err(|_| invalid(format!("line {line}: bad row number `{}`", &record[8])))?;
+        match status {
+            Status::Skipped => {
+                done.skipped_rows.insert(row);
+            }
+            Status::Sent | Status::Failed | Status::Unknown => {
+                done.openids.insert(key(&record[0]));
+            }
+            Status::DryRun => {}
+        }
+        done.rows += 1;
+        *done.by_status.entry(status).or_default() += 1;
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(openid: &str, row: u64, status: Status) -> Outcome {
+        Outcome::unsent(row, openid.into(), status, "multi\nline".into())
+    }
+
+    #[test]
+    fn written_rows_are_read_back_as_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/r.csv");
+        let mut w = Writer::create(&path, false).unwrap();
+        w.write(&outcome("a", 1, Status::Sent)).unwrap();
+        w.write(&outcome("b", 2, Status::Failed)).unwrap();
+        w.write(&outcome("a", 3, Status::Skipped)).unwrap();
+        w.finish().unwrap();
+        let done = read(&path).unwrap();
+        assert_eq!(done.rows, 3);
+        assert!(done.has_openid("a") && done.has_openid("b") && !done.has_openid("c"));
+        assert!(done.has_skipped_row(3) && !done.has_skipped_row(1));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with(
+                "openid,status,errcode,errmsg,msgid,attempts,sent_at,latency_ms,row\n"
+            )
+        );
+        assert!(text.contains("multi line"), "{text}");
+    }
+
+    #[test]
+    fn a_partial_last_line_is_cut_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let mut w = Writer::create(&path, false).unwrap();
+        w.write(&outcome("a", 1, Status::Sent)).unwrap();
+        w.finish().unwrap();
+        drop(w);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("b,se");
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(read(&path).unwrap().rows, 1);
+        let mut w = Writer::append(&path).unwrap();
+        w.write(&outcome("c", 3, Status::Sent)).unwrap();
+        w.finish().unwrap();
+        let done = read(&path).unwrap();
+        assert_eq!(done.rows, 2);
+        assert!(done.has_openid("c") && !done.has_openid("b"));
+    }
+
+    #[test]
+    fn dry_run_reports_are_not_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let mut w = Writer::create(&path, true).unwrap();
+        w.finish().unwrap();
+        assert!(read(&path).unwrap_err().to_string().contains("dry-run"));
+    }
+}

@@ -1,0 +1,984 @@
+//! The sandbox's mutable state and the logic that uses it: access tokens
+//! (classic supersession, stable grace, expiry), the send pipeline's stateful
+//! checks (busy, rate limit, daily quota, fail prefixes, form_id single use,
+//! client_msg_id dedupe), counters and the request record.
+//!
+//! Every function takes `now: Instant` instead of reading the clock, so the
+//! logic can be tested with explicit instants.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, RngExt, SeedableRng};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::validate::{Endpoint, Reject, SendFields};
+use super::{Knobs, Recorded, Stats};
+
+/// How long a superseded classic token keeps working (capped by the ttl).
+const CLASSIC_GRACE: Duration = Duration::from_secs(300);
+/// Upper bound of the stable-token renewal window (`min(300 s, ttl/4)`).
+const STABLE_GRACE: Duration = Duration::from_secs(300);
+/// How long a `(touser, client_msg_id)` pair is remembered.
+const CLIENT_MSG_ID_WINDOW: Duration = Duration::from_secs(600);
+/// The sliding window of the rate limit and of `max_sends_in_1s`.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+/// First msgid handed out: 19 digits, above 2^53 like real WeChat msgids.
+pub(crate) const FIRST_MSGID: u64 = 3_717_005_636_572_528_642;
+/// How many send requests [`State`] keeps in its record.
+pub(crate) const MAX_RECORDED: usize = 100_000;
+
+#[derive(Debug, Clone)]
+struct Token {
+    expires_at: Instant,
+    /// From this instant on the token answers 40001 (classic supersession
+    /// after its grace, or a stable `force_refresh`).
+    dead_from: Option<Instant>,
+}
+
+/// A token handed out by either token endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Issued {
+    pub(crate) access_token: String,
+    pub(crate) expires_in: u64,
+}
+
+/// The credential parameters of a token request, `None` when absent.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Credentials<'a> {
+    pub(crate) grant_type: Option<&'a str>,
+    pub(crate) appid: Option<&'a str>,
+    pub(crate) secret: Option<&'a str>,
+}
+
+/// A send request's place in the arrival order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Arrival {
+    seq: u64,
+    at_ms: u64,
+}
+
+/// The answer to a send request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SendAnswer {
+    /// errcode 0, with a msgid for template and subscribe sends.
+    Ok {
+        msgid: Option<u64>,
+    },
+    Err(Reject),
+}
+
+impl SendAnswer {
+    pub(crate) fn errcode(&self) -> i64 {
+        match self {
+            SendAnswer::Ok { .. } => 0,
+            SendAnswer::Err(r) => r.code,
+        }
+    }
+}
+
+/// All mutable sandbox state; lives behind one mutex.
+pub(crate) struct State {
+    knobs: Knobs,
+    started: Instant,
+    busy_rng: SmallRng,
+    token_rng: SmallRng,
+    tokens: HashMap<String, Token>,
+    classic_current: Option<String>,
+    stable_current: Option<String>,
+    /// Stable tokens that may still be live (pruned when expired).
+    stable_live: Vec<String>,
+    next_msgid: u64,
+    next_seq: u64,
+    daily_used: u64,
+    /// Arrival instants of send requests in the last second (for stats).
+    arrivals: VecDeque<Instant>,
+    /// Instants of send requests that passed the rate limit in the last second.
+    admitted: VecDeque<Instant>,
+    /// Hashes of used form_ids.
+    used_form_ids: HashSet<u64>,
+    /// Hash of (touser, client_msg_id) -> (accepted at, msgid).
+    client_msg_ids: HashMap<u64, (Instant, u64)>,
+    client_msg_id_order: VecDeque<(Instant, u64)>,
+    /// Hashes of (endpoint, touser, template_id) already accepted.
+    delivered: HashSet<u64>,
+    records: VecDeque<(u64, Recorded)>,
+    stats: Stats,
+}
+
+fn hash_of(v: impl Hash) -> u64 {
+    let mut h = DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish()
+}
+
+/// Whole seconds in `d`, rounded up, at least 1.
+fn ceil_secs(d: Duration) -> u64 {
+    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    s.max(1)
+}
+
+/// The errmsg of an errcode injected through `fail_prefixes`.
+fn fail_prefix_msg(code: i64) -> &'static str {
+    match code {
+        -1 => "system error",
+        40003 => "invalid openid",
+        40013 => "invalid appid",
+        40037 => "invalid template_id",
+        43004 => "require subscribe",
+        43019 => "require remove blacklist",
+        43101 => "user refuse to accept the msg",
+        43117 => "Sending messages to this openid too frequently, please try later",
+        45009 => "reach max api daily quota limit",
+        45011 => "api minute-quota reach limit, must slower, retry next minute",
+        47003 => "argument invalid!",
+        50002 => "user limited",
+        _ => "sandbox injected failure",
+    }
+}
+
+impl State {
+    pub(crate) fn new(knobs: Knobs, started: Instant) -> State {
+        let seed = knobs.seed;
+        State {
+            knobs,
+            started,
+            busy_rng: SmallRng::seed_from_u64(seed),
+            token_rng: SmallRng::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15),
+            tokens: HashMap::new(),
+            classic_current: None,
+            stable_current: None,
+            stable_live: Vec::new(),
+            next_msgid: FIRST_MSGID,
+            next_seq: 0,
+            daily_used: 0,
+            arrivals: VecDeque::new(),
+            admitted: VecDeque::new(),
+            used_form_ids: HashSet::new(),
+            client_msg_ids: HashMap::new(),
+            client_msg_id_order: VecDeque::new(),
+            delivered: HashSet::new(),
+            records: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        self.stats.clone()
+    }
+
+    /// The recorded send requests in arrival order.
+    pub(crate) fn requests(&self) -> Vec<Recorded> {
+        let mut v: Vec<&(u64, Recorded)> = self.records.iter().collect();
+        v.sort_by_key(|(seq, _)| *seq);
+        v.into_iter().map(|(_, r)| r.clone()).collect()
+    }
+
+    pub(crate) fn next_day(&mut self) {
+        self.daily_used = 0;
+    }
+
+    fn token_ttl(&self) -> Duration {
+        self.knobs.token_ttl
+    }
+
+    // ---------------------------------------------------------------- tokens
+
+    /// Checks the credentials shared by both token endpoints.
+    fn check_credentials(&self, c: Credentials<'_>) -> Result<(), Reject> {
+        let appid = c.appid.filter(|s| !s.is_empty());
+        let secret = c.secret.filter(|s| !s.is_empty());
+        let Some(appid) = appid else {
+            return Err(Reject::new(41002, "appid missing"));
+        };
+        let Some(secret) = secret else {
+            return Err(Reject::new(41004, "appsecret missing"));
+        };
+        if c.grant_type != Some("client_credential") {
+            return Err(Reject::new(40002, "invalid grant_type"));
+        }
+        let appid_ok = match &self.knobs.appid {
+            Some(a) => a == appid,
+            None => appid.starts_with("wx"),
+        };
+        if !appid_ok {
+            return Err(Reject::new(40013, "invalid appid"));
+        }
+        if secret != self.knobs.secret {
+            return Err(Reject::new(40125, "invalid appsecret"));
+        }
+        Ok(())
+    }
+
+    fn mint(&mut self, now: Instant) -> String {
+        let token = loop {
+            let mut s = String::with_capacity(52);
+            s.push_str("sbx_");
+            for _ in 0..3 {
+                s.push_str(&format!("{:016x}", self.token_rng.next_u64()));
+            }
+            if !self.tokens.contains_key(&s) {
+                break s;
+            }
+        };
+        self.tokens.insert(
+            token.clone(),
+            Token {
+                expires_at: now + self.token_ttl(),
+                dead_from: None,
+            },
+        );
+        self.stats.tokens_minted += 1;
+        token
+    }
+
+    /// `GET /cgi-bin/token`: always mints; the previous classic token dies
+    /// `min(300 s, ttl)` later.
+    pub(crate) fn classic_token(
+        &mut self,
+        c: Credentials<'_>,
+        now: Instant,
+    ) -> Result<Issued, Reject> {
+        self.stats.token_calls += 1;
+        self.check_credentials(c)?;
+        let grace = CLASSIC_GRACE.min(self.token_ttl());
+        if let Some(prev) = self.classic_current.take()
+            && let Some(t) = self.tokens.get_mut(&prev)
+        {
+            t.dead_from = Some(now + grace);
+        }
+        let token = self.mint(now);
+        self.classic_current = Some(token.clone());
+        Ok(Issued {
+            access_token: token,
+            expires_in: ceil_secs(self.token_ttl()),
+        })
+    }
+
+    /// `POST /cgi-bin/stable_token`.
+    pub(crate) fn stable_token(
+        &mut self,
+        c: Credentials<'_>,
+        force_refresh: bool,
+        now: Instant,
+    ) -> Result<Issued, Reject> {
+        self.check_credentials(c)?;
+        let tokens = &self.tokens;
+        self.stable_live
+            .retain(|t| tokens.get(t).is_some_and(|t| now < t.expires_at));
+        if force_refresh {
+            for t in self.stable_live.drain(..) {
+                if let Some(tok) = self.tokens.get_mut(&t) {
+                    tok.dead_from = Some(now);
+                }
+            }
+            self.stable_current = None;
+        }
+        let grace = STABLE_GRACE.min(self.token_ttl() / 4);
+        if let Some(cur) = &self.stable_current
+            && let Some(t) = self.tokens.get(cur)
+            && t.dead_from.is_none()
+            && now < t.expires_at
+        {
+            let remaining = t.expires_at - now;
+            if remaining > grace {
+                return Ok(Issued {
+                    access_token: cur.clone(),
+                    expires_in: ceil_secs(remaining),
+                });
+            }
+        }
+        let token = self.mint(now);
+        self.stable_current = Some(token.clone());
+        self.stable_live.push(token.clone());
+        Ok(Issued {
+            access_token: token,
+            expires_in: ceil_secs(self.token_ttl()),
+        })
+    }
+
+    /// Counts a `POST /cgi-bin/stable_token` call (also those with a bad body).
+    pub(crate) fn count_stable_call(&mut self) {
+        self.stats.stable_token_calls += 1;
+    }
+
+    /// Step 3 of the send pipeline: is `token` usable at `now`?
+    pub(crate) fn check_token(&self, token: Option<&str>, now: Instant) -> Result<(), Reject> {
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return Err(Reject::new(41001, "access_token missing"));
+        };
+        let Some(t) = self.tokens.get(token) else {
+            return Err(Reject::new(40014, "invalid access_token"));
+        };
+        if t.dead_from.is_some_and(|d| now >= d) {
+            return Err(Reject::new(
+                40001,
+                "invalid credential, access_token is invalid or not latest",
+            ));
+        }
+        if now >= t.expires_at {
+            return Err(Reject::new(42001, "access_token expired"));
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ sends
+
+    /// Step 1: notes a send request's arrival (stats and arrival order).
+    pub(crate) fn arrive(&mut self, now: Instant) -> Arrival {
+        self.stats.send_requests += 1;
+        while self
+            .arrivals
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= RATE_WINDOW)
+        {
+            self.arrivals.pop_front();
+        }
+        self.arrivals.push_back(now);
+        self.stats.max_sends_in_1s = self.stats.max_sends_in_1s.max(self.arrivals.len() as u64);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let at_ms = u64::try_from(now.duration_since(self.started).as_millis()).unwrap_or(u64::MAX);
+        Arrival { seq, at_ms }
+    }
+
+    /// Step 5: sliding-window rate limit over requests that passed it.
+    fn rate_ok(&mut self, now: Instant) -> bool {
+        let Some(limit) = self.knobs.rate_limit else {
+            return true;
+        };
+        while self
+            .admitted
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= RATE_WINDOW)
+        {
+            self.admitted.pop_front();
+        }
+        if self.admitted.len() >= limit as usize {
+            return false;
+        }
+        self.admitted.push_back(now);
+        true
+    }
+
+    /// Steps 3–11 of the send pipeline. `checked` is the pure verdict on the
+    /// body from [`super::validate::check_body`].
+    pub(crate) fn decide_send(
+        &mut self,
+        endpoint: Endpoint,
+        token: Option<&str>,
+        checked: &Result<SendFields, Reject>,
+        now: Instant,
+    ) -> SendAnswer {
+        match self.decide_inner(endpoint, token, checked, now) {
+            Ok(a) => a,
+            Err(r) => SendAnswer::Err(r),
+        }
+    }
+
+    fn decide_inner(
+        &mut self,
+        endpoint: Endpoint,
+        token: Option<&str>,
+        checked: &Result<SendFields, Reject>,
+        now: Instant,
+    ) -> Result<SendAnswer, Reject> {
+        // (3) token
+        self.check_token(token, now)?;
+        // (4) busy
+        if self.knobs.busy_ratio > 0.0 {
+            let p = self.knobs.busy_ratio.clamp(0.0, 1.0);
+            if self.busy_rng.random_bool(p) {
+                return Err(Reject::new(-1, "system error"));
+            }
+        }
+        // (5) rate limit
+        if !self.rate_ok(now) {
+            return Err(Reject::new(45009, "api freq out of limit"));
+        }
+        // (6) retired API
+        if endpoint == Endpoint::Wxopen && self.knobs.legacy_retired {
+            return Err(Reject::new(45103, "This API has been unsupported"));
+        }
+        // (7) body format
+        let fields = checked.as_ref().map_err(Clone::clone)?;
+        // (8) daily quota
+        if let Some(q) = self.knobs.daily_quota
+            && self.daily_used >= q
+        {
+            return Err(Reject::new(45009, "reach max api daily quota limit"));
+        }
+        // (9) recipient and template
+        let Some(touser) = fields.touser.as_deref() else {
+            return Err(Reject::new(40003, "invalid openid"));
+        };
+        let template_id = match fields.template_id.as_deref() {
+            Some(t) if !t.starts_with("invalid") => t,
+            _ => return Err(Reject::new(40037, "invalid template_id")),
+        };
+        // (10) injected recipient failures
+        if let Some((_, code)) = self
+            .knobs
+            .fail_prefixes
+            .iter()
+            .find(|(p, _)| touser.starts_with(p.as_str()))
+        {
+            return Err(Reject::new(*code, fail_prefix_msg(*code)));
+        }
+        // (11) endpoint rules
+        if let Some(e) = &fields.endpoint_error {
+            return Err(e.clone());
+        }
+        let mut cmid_key = None;
+        match endpoint {
+            Endpoint::Template => {
+                if let Some(cmid) = fields.client_msg_id.as_deref() {
+                    let key = hash_of((touser, cmid));
+                    self.prune_client_msg_ids(now);
+                    if let Some(&(at, msgid)) = self.client_msg_ids.get(&key)
+                        && now.duration_since(at) < CLIENT_MSG_ID_WINDOW
+                    {
+                        return Ok(SendAnswer::Ok { msgid: Some(msgid) });
+                    }
+                    cmid_key = Some(key);
+                }
+            }
+            Endpoint::Wxopen => {
+                // check_body sets endpoint_error when form_id is missing.
+                let form_id = fields.form_id.as_deref().unwrap_or("");
+                if !self.used_form_ids.insert(hash_of(form_id)) {
+                    return Err(Reject::new(41029, "form id used count reach limit"));
+                }
+            }
+            Endpoint::Subscribe => {}
+        }
+        // success
+        self.stats.accepted += 1;
+        self.daily_used += 1;
+        if !self
+            .delivered
+            .insert(hash_of((endpoint, touser, template_id)))
+        {
+            self.stats.duplicate_deliveries += 1;
+        }
+        let msgid = match endpoint {
+            Endpoint::Wxopen => None,
+            Endpoint::Template | Endpoint::Subscribe => {
+                let id = self.next_msgid;
+                self.next_msgid += 1;
+                Some(id)
+            }
+        };
+        if let (Some(key), Some(id)) = (cmid_key, msgid) {
+            self.client_msg_ids.insert(key, (now, id));
+            self.client_msg_id_order.push_back((now, key));
+        }
+        Ok(SendAnswer::Ok { msgid })
+    }
+
+    fn prune_client_msg_ids(&mut self, now: Instant) {
+        while let Some(&(at, key)) = self.client_msg_id_order.front() {
+            if now.duration_since(at) < CLIENT_MSG_ID_WINDOW {
+                break;
+            }
+            self.client_msg_id_order.pop_front();
+            if self.client_msg_ids.get(&key).is_some_and(|&(t, _)| t == at) {
+                self.client_msg_ids.remove(&key);
+            }
+        }
+    }
+
+    /// Counts the answer of a send request and records it.
+    pub(crate) fn finish_send(&mut self, arrival: Arrival, path: &str, body: Value, errcode: i64) {
+        *self.stats.by_errcode.entry(errcode).or_insert(0) += 1;
+        if self.records.len() >= MAX_RECORDED {
+            self.records.pop_front();
+        }
+        self.records.push_back((
+            arrival.seq,
+            Recorded {
+                path: path.to_owned(),
+                body,
+                errcode,
+                at_ms: arrival.at_ms,
+            },
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::validate::check_body;
+    use serde_json::json;
+
+    const CREDS: Credentials<'static> = Credentials {
+        grant_type: Some("client_credential"),
+        appid: Some("wx123"),
+        secret: Some(crate::sandbox::SANDBOX_SECRET),
+    };
+
+    fn state(knobs: Knobs) -> (State, Instant) {
+        let t0 = Instant::now();
+        (State::new(knobs, t0), t0)
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn code(r: Result<impl std::fmt::Debug, Reject>) -> i64 {
+        r.map(|_| 0).unwrap_or_else(|e| e.code)
+    }
+
+    /// Runs the whole send pipeline for `body` and returns the answer.
+    fn send(st: &mut State, ep: Endpoint, token: &str, body: Value, now: Instant) -> SendAnswer {
+        let arrival = st.arrive(now);
+        let checked = check_body(ep, &body);
+        let a = st.decide_send(ep, Some(token), &checked, now);
+        st.finish_send(arrival, ep.path(), body, a.errcode());
+        a
+    }
+
+    fn tpl(touser: &str) -> Value {
+        json!({"touser": touser, "template_id": "tpl", "data": {"k1": {"value": "v"}}})
+    }
+
+    #[test]
+    fn credential_errors() {
+        let (mut st, t0) = state(Knobs::default());
+        let with = |f: &dyn Fn(&mut Credentials<'static>)| {
+            let mut c = CREDS;
+            f(&mut c);
+            c
+        };
+        assert_eq!(code(st.classic_token(with(&|c| c.appid = None), t0)), 41002);
+        assert_eq!(
+            code(st.classic_token(with(&|c| c.secret = Some("")), t0)),
+            41004
+        );
+        assert_eq!(
+            code(st.classic_token(with(&|c| c.grant_type = Some("x")), t0)),
+            40002
+        );
+        assert_eq!(
+            code(st.classic_token(with(&|c| c.appid = Some("ab")), t0)),
+            40013
+        );
+        assert_eq!(
+            code(st.classic_token(with(&|c| c.secret = Some("no")), t0)),
+            40125
+        );
+        assert_eq!(code(st.classic_token(CREDS, t0)), 0);
+        assert_eq!(st.stats().token_calls, 6);
+        assert_eq!(st.stats().tokens_minted, 1);
+
+        let (mut st, t0) = state(Knobs {
+            appid: Some("wxfixed".into()),
+            ..Knobs::default()
+        });
+        assert_eq!(code(st.stable_token(CREDS, false, t0)), 40013);
+        let c = Credentials {
+            appid: Some("wxfixed"),
+            ..CREDS
+        };
+        assert_eq!(code(st.stable_token(c, false, t0)), 0);
+    }
+
+    #[test]
+    fn classic_supersession_grace_and_expiry() {
+        let (mut st, t0) = state(Knobs::default());
+        let a = st.classic_token(CREDS, t0).expect("token");
+        assert_eq!(a.expires_in, 7200);
+        assert!(a.access_token.len() >= 40);
+        assert_eq!(st.check_token(Some(&a.access_token), t0), Ok(()));
+        let b = st.classic_token(CREDS, t0 + secs(10)).expect("token");
+        assert_ne!(a.access_token, b.access_token);
+        // the old one works for 300 s after the new one was minted
+        assert_eq!(
+            st.check_token(Some(&a.access_token), t0 + secs(309)),
+            Ok(())
+        );
+        assert_eq!(
+            code(st.check_token(Some(&a.access_token), t0 + secs(310))),
+            40001
+        );
+        assert_eq!(
+            st.check_token(Some(&b.access_token), t0 + secs(310)),
+            Ok(())
+        );
+        // expiry
+        assert_eq!(
+            st.check_token(Some(&b.access_token), t0 + secs(7209)),
+            Ok(())
+        );
+        assert_eq!(
+            code(st.check_token(Some(&b.access_token), t0 + secs(7210))),
+            42001
+        );
+        assert_eq!(code(st.check_token(Some("sbx_nope"), t0)), 40014);
+        assert_eq!(code(st.check_token(None, t0)), 41001);
+        assert_eq!(code(st.check_token(Some(""), t0)), 41001);
+    }
+
+    #[test]
+    fn classic_grace_capped_by_short_ttl() {
+        let (mut st, t0) = state(Knobs {
+            token_ttl: secs(60),
+            ..Knobs::default()
+        });
+        let a = st.classic_token(CREDS, t0).expect("token");
+        assert_eq!(a.expires_in, 60);
+        st.classic_token(CREDS, t0 + secs(1)).expect("token");
+        assert_eq!(st.check_token(Some(&a.access_token), t0 + secs(59)), Ok(()));
+        // grace would end at 61 s, but the token itself expired at 60 s;
+        // supersession is reported first once both apply.
+        assert_eq!(
+            code(st.check_token(Some(&a.access_token), t0 + secs(60))),
+            42001
+        );
+        assert_eq!(
+            code(st.check_token(Some(&a.access_token), t0 + secs(61))),
+            40001
+        );
+    }
+
+    #[test]
+    fn stable_token_reuse_grace_and_force() {
+        let (mut st, t0) = state(Knobs::default());
+        let a = st.stable_token(CREDS, false, t0).expect("token");
+        assert_eq!(a.expires_in, 7200);
+        let a2 = st
+            .stable_token(CREDS, false, t0 + Duration::from_millis(1500))
+            .expect("token");
+        assert_eq!(a2.access_token, a.access_token);
+        assert_eq!(a2.expires_in, 7199, "remaining 7198.5 s rounds up");
+        // classic calls do not touch the stable token
+        st.classic_token(CREDS, t0 + secs(2)).expect("token");
+        st.classic_token(CREDS, t0 + secs(3)).expect("token");
+        // 300 s + 1 left: same token
+        let a3 = st
+            .stable_token(CREDS, false, t0 + secs(6899))
+            .expect("token");
+        assert_eq!(a3.access_token, a.access_token);
+        assert_eq!(a3.expires_in, 301);
+        // exactly 300 s left: a new one, the old one still works until expiry
+        let b = st
+            .stable_token(CREDS, false, t0 + secs(6900))
+            .expect("token");
+        assert_ne!(b.access_token, a.access_token);
+        assert_eq!(b.expires_in, 7200);
+        assert_eq!(
+            st.check_token(Some(&a.access_token), t0 + secs(7199)),
+            Ok(())
+        );
+        assert_eq!(
+            code(st.check_token(Some(&a.access_token), t0 + secs(7200))),
+            42001
+        );
+        let b2 = st
+            .stable_token(CREDS, false, t0 + secs(6901))
+            .expect("token");
+        assert_eq!(b2.access_token, b.access_token);
+        // force refresh kills the previous one at once
+        let c = st
+            .stable_token(CREDS, true, t0 + secs(7000))
+            .expect("token");
+        assert_ne!(c.access_token, b.access_token);
+        assert_eq!(
+            code(st.check_token(Some(&b.access_token), t0 + secs(7000))),
+            40001
+        );
+        assert_eq!(
+            st.check_token(Some(&c.access_token), t0 + secs(7000)),
+            Ok(())
+        );
+        // after expiry, normal mode mints a new one
+        let d = st
+            .stable_token(CREDS, false, t0 + secs(7000 + 7200))
+            .expect("token");
+        assert_ne!(d.access_token, c.access_token);
+        assert_eq!(st.stats().tokens_minted, 6);
+    }
+
+    #[test]
+    fn stable_grace_is_quarter_of_short_ttl() {
+        let (mut st, t0) = state(Knobs {
+            token_ttl: secs(8),
+            ..Knobs::default()
+        });
+        let a = st.stable_token(CREDS, false, t0).expect("token");
+        let a2 = st
+            .stable_token(CREDS, false, t0 + Duration::from_millis(5999))
+            .expect("token");
+        assert_eq!(a2.access_token, a.access_token);
+        assert_eq!(a2.expires_in, 3);
+        let b = st.stable_token(CREDS, false, t0 + secs(6)).expect("token");
+        assert_ne!(b.access_token, a.access_token);
+    }
+
+    #[test]
+    fn template_send_msgid_and_client_msg_id_dedupe() {
+        let (mut st, t0) = state(Knobs::default());
+        let tok = st
+            .stable_token(CREDS, false, t0)
+            .expect("token")
+            .access_token;
+        let mut body = tpl("o_a");
+        body["client_msg_id"] = json!("row-1");
+        let first = send(&mut st, Endpoint::Template, &tok, body.clone(), t0);
+        assert_eq!(
+            first,
+            SendAnswer::Ok {
+                msgid: Some(FIRST_MSGID)
+            }
+        );
+        let again = send(
+            &mut st,
+            Endpoint::Template,
+            &tok,
+            body.clone(),
+            t0 + secs(599),
+        );
+        assert_eq!(again, first);
+        let s = st.stats();
+        assert_eq!((s.accepted, s.duplicate_deliveries), (1, 0));
+        assert_eq!(s.by_errcode.get(&0), Some(&2));
+        // after 10 minutes it is a new message, and a duplicate delivery
+        let later = send(
+            &mut st,
+            Endpoint::Template,
+            &tok,
+            body.clone(),
+            t0 + secs(600),
+        );
+        assert_eq!(
+            later,
+            SendAnswer::Ok {
+                msgid: Some(FIRST_MSGID + 1)
+            }
+        );
+        // same client_msg_id for another user is independent
+        let mut other = body.clone();
+        other["touser"] = json!("o_b");
+        let o = send(&mut st, Endpoint::Template, &tok, other, t0 + secs(601));
+        assert_eq!(
+            o,
+            SendAnswer::Ok {
+                msgid: Some(FIRST_MSGID + 2)
+            }
+        );
+        let s = st.stats();
+        assert_eq!((s.accepted, s.duplicate_deliveries), (3, 1));
+        // without client_msg_id, a resend is a duplicate delivery
+        let x = send(
+            &mut st,
+            Endpoint::Template,
+            &tok,
+            tpl("o_b"),
+            t0 + secs(602),
+        );
+        assert_eq!(
+            x,
+            SendAnswer::Ok {
+                msgid: Some(FIRST_MSGID + 3)
+            }
+        );
+        assert_eq!(st.stats().duplicate_deliveries, 2);
+        assert_eq!(st.requests().len(), 5);
+    }
+
+    #[test]
+    fn form_id_single_use() {
+        let (mut st, t0) = state(Knobs::default());
+        let tok = st.classic_token(CREDS, t0).expect("token").access_token;
+        let body = |f: &str| json!({"touser": "o1", "template_id": "t", "form_id": f});
+        let ok = send(&mut st, Endpoint::Wxopen, &tok, body("f1"), t0);
+        assert_eq!(ok, SendAnswer::Ok { msgid: None });
+        let used = send(&mut st, Endpoint::Wxopen, &tok, body("f1"), t0);
+        assert_eq!(used.errcode(), 41029);
+        assert_eq!(
+            send(&mut st, Endpoint::Wxopen, &tok, body("expired1"), t0).errcode(),
+            41028
+        );
+        assert_eq!(
+            send(&mut st, Endpoint::Wxopen, &tok, body("f2"), t0).errcode(),
+            0
+        );
+        let s = st.stats();
+        assert_eq!(s.accepted, 2);
+        assert_eq!(s.duplicate_deliveries, 1);
+        assert_eq!(s.by_errcode.get(&41029), Some(&1));
+    }
+
+    #[test]
+    fn legacy_retired() {
+        let (mut st, t0) = state(Knobs {
+            legacy_retired: true,
+            ..Knobs::default()
+        });
+        let tok = st.classic_token(CREDS, t0).expect("token").access_token;
+        let body = json!({"bogus": 1});
+        assert_eq!(
+            send(&mut st, Endpoint::Wxopen, &tok, body, t0).errcode(),
+            45103
+        );
+    }
+
+    #[test]
+    fn daily_quota_and_next_day() {
+        let (mut st, t0) = state(Knobs {
+            daily_quota: Some(2),
+            fail_prefixes: vec![("o_block".into(), 43004)],
+            ..Knobs::default()
+        });
+        let tok = st.classic_token(CREDS, t0).expect("token").access_token;
+        // failures do not consume quota
+        assert_eq!(
+            send(&mut st, Endpoint::Template, &tok, tpl("o_block1"), t0).errcode(),
+            43004
+        );
+        assert_eq!(
+            send(&mut st, Endpoint::Template, &tok, tpl("o_1"), t0).errcode(),
+            0
+        );
+        assert_eq!(
+            send(&mut st, Endpoint::Template, &tok, tpl("o_2"), t0).errcode(),
+            0
+        );
+        let over = send(&mut st, Endpoint::Template, &tok, tpl("o_3"), t0);
+        assert_eq!(
+            over,
+            SendAnswer::Err(Reject::new(45009, "reach max api daily quota limit"))
+        );
+        // quota is checked before recipient checks
+        assert_eq!(
+            send(&mut st, Endpoint::Template, &tok, tpl("o_block1"), t0).errcode(),
+            45009
+        );
+        st.next_day();
+        assert_eq!(
+            send(&mut st, Endpoint::Template, &tok, tpl("o_3"), t0).errcode(),
+            0
+        );
+        let s = st.stats();
+        assert_eq!(s.accepted, 3);
+        assert_eq!(s.send_requests, 6);
+        assert_eq!(s.by_errcode.get(&45009), Some(&2));
+    }
+
+    #[test]
+    fn check_order() {
+        let (mut st, t0) = state(Knobs {
+            fail_prefixes: vec![("o_block".into(), 43004)],
+            ..Knobs::default()
+        });
+        let tok = st.classic_token(CREDS, t0).expect("token").access_token;
+        // token before body
+        assert_eq!(
+            send(&mut st, Endpoint::Template, "bad", json!(1), t0).errcode(),
+            40014
+        );
+        // body format before touser
+        let b = json!({"touser": "", "template_id": "t", "data": {}, "x": 1});
+        assert_eq!(
+            send(&mut st, Endpoint::Template, &tok, b, t0).errcode(),
+            47001
+        );
+        let b = json!({"touser": "", "template_id": "invalid", "data": {}});
+        assert_eq!(
+            send(&mut st, Endpoint::Template, &tok, b, t0).errcode(),
+            40003
+        );
+        let b = json!({"touser": "o_block", "template_id": "invalid_x", "data": {}});
+        assert_eq!(
+            send(&mut st, Endpoint::Template, &tok, b, t0).errcode(),
+            40037
+        );
+        // fail prefix before subscribe data rules
+        let b = json!({"touser": "o_block", "template_id": "t", "data": {"thing1": {"value": ""}}});
+        assert_eq!(
+            send(&mut st, Endpoint::Subscribe, &tok, b, t0).errcode(),
+            43004
+        );
+        let b = json!({"touser": "o_ok", "template_id": "t", "data": {"thing1": {"value": ""}}});
+        assert_eq!(
+            send(&mut st, Endpoint::Subscribe, &tok, b, t0).errcode(),
+            47003
+        );
+        let b = json!({"touser": "o_ok", "template_id": "t", "data": {"thing1": {"value": "x"}}});
+        assert_eq!(
+            send(&mut st, Endpoint::Subscribe, &tok, b, t0),
+            SendAnswer::Ok {
+                msgid: Some(FIRST_MSGID)
+            }
+        );
+        let recs = st.requests();
+        assert_eq!(recs.len(), 7);
+        assert_eq!(recs[0].body, json!(1));
+        assert_eq!(recs[0].errcode, 40014);
+    }
+
+    #[test]
+    fn busy_ratio_is_seeded() {
+        let run = |seed| {
+            let (mut st, t0) = state(Knobs {
+                busy_ratio: 0.5,
+                seed,
+                ..Knobs::default()
+            });
+            let tok = st.classic_token(CREDS, t0).expect("token").access_token;
+            (0..64)
+                .map(|i| {
+                    send(&mut st, Endpoint::Template, &tok, tpl(&format!("o{i}")), t0).errcode()
+                })
+                .collect::<Vec<_>>()
+        };
+        let a = run(7);
+        assert_eq!(a, run(7));
+        let busy = a.iter().filter(|&&c| c == -1).count();
+        assert!(busy > 10 && busy < 54, "{busy}");
+        assert!(a.iter().all(|&c| c == 0 || c == -1));
+    }
+
+    #[test]
+    fn rate_limit_and_max_in_1s() {
+        let (mut st, t0) = state(Knobs {
+            rate_limit: Some(3),
+            ..Knobs::default()
+        });
+        let tok = st.classic_token(CREDS, t0).expect("token").access_token;
+        let ms = Duration::from_millis;
+        let codes: Vec<i64> = [0, 100, 200, 300, 999, 1000, 1100, 1150, 1200, 2500]
+            .iter()
+            .map(|&t| send(&mut st, Endpoint::Template, &tok, tpl("o"), t0 + ms(t)).errcode())
+            .collect();
+        assert_eq!(
+            codes,
+            vec![0, 0, 0, 45009, 45009, 0, 0, 45009, 0, 0],
+            "window counts only admitted requests"
+        );
+        let s = st.stats();
+        assert_eq!(s.max_sends_in_1s, 6, "arrivals at 200..1150 ms");
+        assert_eq!(s.by_errcode.get(&45009), Some(&3));
+    }
+
+    #[test]
+    fn record_is_bounded() {
+        let (mut st, t0) = state(Knobs::default());
+        for _ in 0..MAX_RECORDED + 5 {
+            let a = st.arrive(t0);
+            st.finish_send(a, "/x", Value::Null, 41001);
+        }
+        let recs = st.requests();
+        assert_eq!(recs.len(), MAX_RECORDED);
+        let s = st.stats();
+        assert_eq!(s.send_requests, MAX_RECORDED as u64 + 5);
+        assert_eq!(s.by_errcode.get(&41001), Some(&(MAX_RECORDED as u64 + 5)));
+        assert_eq!(s.max_sends_in_1s, MAX_RECORDED as u64 + 5);
+    }
+}

@@ -1,0 +1,536 @@
+//! Body validation for the three send endpoints of the sandbox.
+//!
+//! Everything here is pure: it looks at the parsed JSON body only and never at
+//! sandbox state. [`check_body`] splits a body into
+//! * a format verdict (47001 `data format error`, answered at step 7),
+//! * the fields the stateful checks need (`touser`, `template_id`,
+//!   `client_msg_id`, `form_id`), and
+//! * the endpoint-specific verdict that is answered at step 11 (47003 for
+//!   subscribe data rules, 41028 for a bad `form_id`).
+
+use serde_json::{Map, Value};
+
+/// The three send endpoints the sandbox emulates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Endpoint {
+    /// `/cgi-bin/message/template/send` (Official Account template message).
+    Template,
+    /// `/cgi-bin/message/wxopen/template/send` (retired Mini Program template message).
+    Wxopen,
+    /// `/cgi-bin/message/subscribe/send` (Mini Program subscribe message).
+    Subscribe,
+}
+
+impl Endpoint {
+    pub(crate) const ALL: [Endpoint; 3] =
+        [Endpoint::Template, Endpoint::Wxopen, Endpoint::Subscribe];
+
+    /// The URL path of the endpoint.
+    pub(crate) fn path(self) -> &'static str {
+        match self {
+            Endpoint::Template => "/cgi-bin/message/template/send",
+            Endpoint::Wxopen => "/cgi-bin/message/wxopen/template/send",
+            Endpoint::Subscribe => "/cgi-bin/message/subscribe/send",
+        }
+    }
+
+    /// Top-level fields the endpoint accepts; anything else is 47001.
+    fn allowed_fields(self) -> &'static [&'static str] {
+        match self {
+            Endpoint::Template => &[
+                "touser",
+                "template_id",
+                "url",
+                "miniprogram",
+                "client_msg_id",
+                "data",
+            ],
+            Endpoint::Wxopen => &[
+                "touser",
+                "template_id",
+                "page",
+                "form_id",
+                "data",
+                "emphasis_keyword",
+                "color",
+            ],
+            Endpoint::Subscribe => &[
+                "touser",
+                "template_id",
+                "page",
+                "data",
+                "miniprogram_state",
+                "lang",
+            ],
+        }
+    }
+}
+
+/// An error answer: errcode plus errmsg (without the ` rid: …` suffix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reject {
+    pub(crate) code: i64,
+    pub(crate) msg: String,
+}
+
+impl Reject {
+    pub(crate) fn new(code: i64, msg: impl Into<String>) -> Reject {
+        Reject {
+            code,
+            msg: msg.into(),
+        }
+    }
+
+    /// 47001 `data format error: <detail>`.
+    pub(crate) fn format(detail: impl std::fmt::Display) -> Reject {
+        Reject::new(47001, format!("data format error: {detail}"))
+    }
+
+    /// 47003 `argument invalid! <detail>`.
+    fn argument(detail: impl std::fmt::Display) -> Reject {
+        Reject::new(47003, format!("argument invalid! {detail}"))
+    }
+}
+
+/// What the stateful part of the send pipeline needs from a well-formed body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SendFields {
+    /// `touser`; `None` when absent, null or empty (answered 40003).
+    pub(crate) touser: Option<String>,
+    /// `template_id`; `None` when absent, null or empty (answered 40037).
+    pub(crate) template_id: Option<String>,
+    /// `client_msg_id` (template/send only), when present and non-empty.
+    pub(crate) client_msg_id: Option<String>,
+    /// `form_id` (wxopen only), when present and non-empty.
+    pub(crate) form_id: Option<String>,
+    /// Endpoint rule violation answered at step 11, before any state check.
+    pub(crate) endpoint_error: Option<Reject>,
+}
+
+/// Maximum length of `client_msg_id` in bytes.
+const CLIENT_MSG_ID_MAX: usize = 64;
+
+/// Checks a parsed send body. `Err` is a 47001 format error (step 7).
+pub(crate) fn check_body(endpoint: Endpoint, body: &Value) -> Result<SendFields, Reject> {
+    let Value::Object(obj) = body else {
+        return Err(Reject::format("body must be a JSON object"));
+    };
+    let allowed = endpoint.allowed_fields();
+    if let Some(unknown) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(Reject::format(format_args!("unknown field `{unknown}`")));
+    }
+    let mut fields = SendFields {
+        touser: non_empty(opt_str(obj, "touser")?),
+        template_id: non_empty(opt_str(obj, "template_id")?),
+        ..SendFields::default()
+    };
+    match endpoint {
+        Endpoint::Template => {
+            if let Some(url) = opt_str(obj, "url")?
+                && !url.is_empty()
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(Reject::format(
+                    "field `url` must start with http:// or https://",
+                ));
+            }
+            if let Some(mp) = opt_obj(obj, "miniprogram")? {
+                if let Some(k) = mp.keys().find(|k| *k != "appid" && *k != "pagepath") {
+                    return Err(Reject::format(format_args!(
+                        "unknown field `miniprogram.{k}`"
+                    )));
+                }
+                opt_str(mp, "appid").map_err(|_| wrong_type("miniprogram.appid", "a string"))?;
+                opt_str(mp, "pagepath")
+                    .map_err(|_| wrong_type("miniprogram.pagepath", "a string"))?;
+            }
+            if let Some(id) = opt_str(obj, "client_msg_id")? {
+                if id.len() > CLIENT_MSG_ID_MAX {
+                    return Err(Reject::format(format_args!(
+                        "field `client_msg_id` longer than {CLIENT_MSG_ID_MAX} bytes"
+                    )));
+                }
+                fields.client_msg_id = non_empty(Some(id));
+            }
+            let data =
+                opt_obj(obj, "data")?.ok_or_else(|| Reject::format("missing field `data`"))?;
+            check_data_shape(data)?;
+        }
+        Endpoint::Wxopen => {
+            opt_str(obj, "page")?;
+            opt_str(obj, "emphasis_keyword")?;
+            opt_str(obj, "color")?;
+            if let Some(data) = opt_obj(obj, "data")? {
+                check_data_shape(data)?;
+            }
+            let form_id = opt_str(obj, "form_id")?;
+            match form_id {
+                None | Some("") => {
+                    fields.endpoint_error = Some(Reject::new(41028, "invalid form id"));
+                }
+                Some(f) if f.starts_with("expired") => {
+                    fields.endpoint_error = Some(Reject::new(41028, "invalid form id"));
+                }
+                Some(f) => fields.form_id = Some(f.to_owned()),
+            }
+        }
+        Endpoint::Subscribe => {
+            opt_str(obj, "page")?;
+            let state = opt_str(obj, "miniprogram_state")?;
+            let lang = opt_str(obj, "lang")?;
+            let data =
+                opt_obj(obj, "data")?.ok_or_else(|| Reject::format("missing field `data`"))?;
+            check_data_shape(data)?;
+            fields.endpoint_error = subscribe_rules(data, state, lang).err();
+        }
+    }
+    Ok(fields)
+}
+
+/// 47001 for a field of the wrong JSON type.
+fn wrong_type(field: &str, expected: &str) -> Reject {
+    Reject::format(format_args!("field `{field}` must be {expected}"))
+}
+
+/// An optional string field; null counts as absent.
+fn opt_str<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, Reject> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(wrong_type(key, "a string")),
+    }
+}
+
+/// An optional object field; null counts as absent.
+fn opt_obj<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+) -> Result<Option<&'a Map<String, Value>>, Reject> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(o)) => Ok(Some(o)),
+        Some(_) => Err(wrong_type(key, "an object")),
+    }
+}
+
+fn non_empty(s: Option<&str>) -> Option<String> {
+    s.filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// `data` must map each key to `{"value": string, "color"?: "#RRGGBB"}`.
+fn check_data_shape(data: &Map<String, Value>) -> Result<(), Reject> {
+    for (key, item) in data {
+        let Value::Object(item) = item else {
+            return Err(wrong_type(&format!("data.{key}"), "an object"));
+        };
+        if let Some(k) = item.keys().find(|k| *k != "value" && *k != "color") {
+            return Err(Reject::format(format_args!(
+                "unknown field `data.{key}.{k}`"
+            )));
+        }
+        match item.get("value") {
+            Some(Value::String(_)) => {}
+            None | Some(Value::Null) => {
+                return Err(Reject::format(format_args!(
+                    "missing field `data.{key}.value`"
+                )));
+            }
+            Some(_) => return Err(wrong_type(&format!("data.{key}.value"), "a string")),
+        }
+        match item.get("color") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(c)) if is_hex_color(c) => {}
+            Some(_) => return Err(wrong_type(&format!("data.{key}.color"), "\"#RRGGBB\"")),
+        }
+    }
+    Ok(())
+}
+
+fn is_hex_color(c: &str) -> bool {
+    let b = c.as_bytes();
+    b.len() == 7 && b[0] == b'#' && b[1..].iter().all(u8::is_ascii_hexdigit)
+}
+
+/// Subscribe-message rules (wechat-api.md §4): 47003 on the first violation.
+fn subscribe_rules(
+    data: &Map<String, Value>,
+    state: Option<&str>,
+    lang: Option<&str>,
+) -> Result<(), Reject> {
+    if let Some(s) = state
+        && !matches!(s, "developer" | "trial" | "formal")
+    {
+        return Err(Reject::argument("miniprogram_state invalid"));
+    }
+    if let Some(l) = lang
+        && !matches!(l, "zh_CN" | "en_US" | "zh_HK" | "zh_TW")
+    {
+        return Err(Reject::argument("lang invalid"));
+    }
+    for (key, item) in data {
+        // check_data_shape ran first, so every value is a string; be defensive anyway.
+        let value = item.get("value").and_then(Value::as_str).unwrap_or("");
+        if value.is_empty() {
+            return Err(Reject::argument(format_args!("data.{key}.value is empty")));
+        }
+        if !subscribe_value_ok(key_type(key), value) {
+            return Err(Reject::argument(format_args!("data.{key}.value invalid")));
+        }
+    }
+    Ok(())
+}
+
+/// The type prefix of a data key: the key without its trailing digits
+/// (`thing1` -> `thing`, `character_string08` -> `character_string`).
+pub(crate) fn key_type(key: &str) -> &str {
+    key.trim_end_matches(|c: char| c.is_ascii_digit())
+}
+
+/// A CJK ideograph (what the WeChat tables call a Chinese character).
+fn is_chinese(c: char) -> bool {
+    matches!(c,
+        '\u{4E00}'..='\u{9FFF}'
+        | '\u{3400}'..='\u{4DBF}'
+        | '\u{F900}'..='\u{FAFF}'
+        | '\u{20000}'..='\u{2A6DF}'
+        | '\u{2A700}'..='\u{2EBEF}'
+        | '\u{30000}'..='\u{3134F}')
+}
+
+/// Whether a non-empty `value` satisfies the rule of subscribe key type `ty`
+/// (wechat-api.md §4.2). Lengths count Unicode scalar values.
+pub(crate) fn subscribe_value_ok(ty: &str, value: &str) -> bool {
+    let len = value.chars().count();
+    match ty {
+        "thing" => len <= 20,
+        "number" => {
+            len <= 32
+                && value.chars().filter(|&c| c == '.').count() <= 1
+                && value.chars().any(|c| c.is_ascii_digit())
+                && value.chars().all(|c| c.is_ascii_digit() || c == '.')
+        }
+        "letter" => len <= 32 && value.chars().all(|c| c.is_ascii_alphabetic()),
+        "symbol" => len <= 5 && value.chars().all(|c| !c.is_alphanumeric()),
+        "character_string" => len <= 32 && !value.chars().any(is_chinese),
+        "phone_number" => {
+            len <= 17
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c.is_ascii_punctuation() || c == ' ')
+        }
+        "car_number" => len <= 8,
+        "name" => {
+            if value.chars().any(is_chinese) {
+                len <= 10
+            } else {
+                len <= 20
+            }
+        }
+        "phrase" => len <= 5 && value.chars().all(is_chinese),
+        // time, date, amount, enum, const, unknown types: only non-empty.
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn template_body() -> Value {
+        json!({
+            "touser": "o_user1",
+            "template_id": "tpl1",
+            "url": "https://example.com/x",
+            "miniprogram": {"appid": "wxmini", "pagepath": "index?x=1"},
+            "client_msg_id": "run1-row1",
+            "data": {"keyword1": {"value": "巧克力", "color": "#173177"}}
+        })
+    }
+
+    #[test]
+    fn template_body_ok() {
+        let f = check_body(Endpoint::Template, &template_body()).expect("valid body");
+        assert_eq!(f.touser.as_deref(), Some("o_user1"));
+        assert_eq!(f.template_id.as_deref(), Some("tpl1"));
+        assert_eq!(f.client_msg_id.as_deref(), Some("run1-row1"));
+        assert_eq!(f.endpoint_error, None);
+    }
+
+    #[test]
+    fn template_format_errors_name_the_field() {
+        let mut b = template_body();
+        b["color"] = json!("#FF0000");
+        let e = check_body(Endpoint::Template, &b).expect_err("unknown field");
+        assert_eq!(e.code, 47001);
+        assert_eq!(e.msg, "data format error: unknown field `color`");
+
+        let mut b = template_body();
+        b["touser"] = json!(12);
+        let e = check_body(Endpoint::Template, &b).expect_err("wrong type");
+        assert_eq!(e.code, 47001);
+        assert!(e.msg.contains("`touser`"), "{}", e.msg);
+
+        let mut b = template_body();
+        b["url"] = json!("ftp://x");
+        assert_eq!(
+            check_body(Endpoint::Template, &b).map_err(|e| e.code),
+            Err(47001)
+        );
+
+        let mut b = template_body();
+        b["miniprogram"]["path"] = json!("x");
+        assert_eq!(
+            check_body(Endpoint::Template, &b).map_err(|e| e.code),
+            Err(47001)
+        );
+
+        let mut b = template_body();
+        b["client_msg_id"] = json!("x".repeat(65));
+        assert_eq!(
+            check_body(Endpoint::Template, &b).map_err(|e| e.code),
+            Err(47001)
+        );
+
+        let mut b = template_body();
+        b["data"]["keyword1"]["color"] = json!("red");
+        assert_eq!(
+            check_body(Endpoint::Template, &b).map_err(|e| e.code),
+            Err(47001)
+        );
+
+        let mut b = template_body();
+        b["data"]["keyword1"] = json!({"color": "#000000"});
+        assert_eq!(
+            check_body(Endpoint::Template, &b).map_err(|e| e.code),
+            Err(47001)
+        );
+
+        let mut b = template_body();
+        b.as_object_mut().map(|o| o.remove("data"));
+        assert_eq!(
+            check_body(Endpoint::Template, &b).map_err(|e| e.code),
+            Err(47001)
+        );
+
+        assert_eq!(
+            check_body(Endpoint::Template, &json!([1])).map_err(|e| e.code),
+            Err(47001)
+        );
+    }
+
+    #[test]
+    fn missing_touser_is_not_a_format_error() {
+        let f = check_body(Endpoint::Template, &json!({"touser": "", "data": {}})).expect("ok");
+        assert_eq!(f.touser, None);
+        assert_eq!(f.template_id, None);
+    }
+
+    #[test]
+    fn wxopen_form_id_rules() {
+        let b = |form: Value| json!({"touser": "o1", "template_id": "t", "form_id": form});
+        let f = check_body(Endpoint::Wxopen, &b(json!("fid1"))).expect("ok");
+        assert_eq!(f.form_id.as_deref(), Some("fid1"));
+        assert_eq!(f.endpoint_error, None);
+        for bad in [json!(""), json!(null), json!("expired-123")] {
+            let f = check_body(Endpoint::Wxopen, &b(bad)).expect("format ok");
+            assert_eq!(f.endpoint_error.map(|e| e.code), Some(41028));
+        }
+        let f = check_body(
+            Endpoint::Wxopen,
+            &json!({"touser": "o1", "template_id": "t"}),
+        )
+        .expect("format ok");
+        assert_eq!(f.endpoint_error.map(|e| e.code), Some(41028));
+        assert_eq!(
+            check_body(Endpoint::Wxopen, &b(json!(5))).map_err(|e| e.code),
+            Err(47001)
+        );
+    }
+
+    fn sub(data: Value) -> Option<Reject> {
+        check_body(
+            Endpoint::Subscribe,
+            &json!({"touser": "o1", "template_id": "t", "data": data}),
+        )
+        .expect("format ok")
+        .endpoint_error
+    }
+
+    #[test]
+    fn subscribe_messages() {
+        assert_eq!(sub(json!({"thing1": {"value": "好"}})), None);
+        assert_eq!(
+            sub(json!({"thing1": {"value": ""}})),
+            Some(Reject::new(
+                47003,
+                "argument invalid! data.thing1.value is empty"
+            ))
+        );
+        assert_eq!(
+            sub(json!({"thing18": {"value": "一二三四五六七八九十一二三四五六七八九十一"}})),
+            Some(Reject::new(
+                47003,
+                "argument invalid! data.thing18.value invalid"
+            ))
+        );
+        let e = check_body(
+            Endpoint::Subscribe,
+            &json!({"touser": "o1", "template_id": "t", "data": {}, "lang": "fr"}),
+        )
+        .expect("format ok")
+        .endpoint_error;
+        assert_eq!(e.map(|e| e.code), Some(47003));
+        let e = check_body(
+            Endpoint::Subscribe,
+            &json!({"touser": "o1", "template_id": "t", "data": {}, "miniprogram_state": "beta"}),
+        )
+        .expect("format ok")
+        .endpoint_error;
+        assert_eq!(e.map(|e| e.code), Some(47003));
+    }
+
+    #[test]
+    fn key_types() {
+        assert_eq!(key_type("thing1"), "thing");
+        assert_eq!(key_type("character_string8"), "character_string");
+        assert_eq!(key_type("number01"), "number");
+        assert_eq!(key_type("phrase"), "phrase");
+    }
+
+    #[test]
+    fn subscribe_value_rules() {
+        let ok = |t: &str, v: &str| subscribe_value_ok(t, v);
+        assert!(ok("thing", &"字".repeat(20)));
+        assert!(!ok("thing", &"字".repeat(21)));
+        assert!(ok("number", "12.50"));
+        assert!(!ok("number", "1.2.3"));
+        assert!(!ok("number", "12a"));
+        assert!(!ok("number", &"1".repeat(33)));
+        assert!(ok("letter", "abcXYZ"));
+        assert!(!ok("letter", "abc1"));
+        assert!(ok("symbol", "%$#"));
+        assert!(!ok("symbol", "%%%%%%"));
+        assert!(!ok("symbol", "a"));
+        assert!(ok("character_string", "ORDER-2024-0001"));
+        assert!(!ok("character_string", "订单1"));
+        assert!(!ok("character_string", &"x".repeat(33)));
+        assert!(ok("phone_number", "+86-0766-66888866"));
+        assert!(!ok("phone_number", "+86-0766-668888661"));
+        assert!(!ok("phone_number", "call me"));
+        assert!(ok("car_number", "粤A8Z888挂"));
+        assert!(!ok("car_number", "粤A8Z888挂12"));
+        assert!(ok("name", &"张".repeat(10)));
+        assert!(!ok("name", &"张".repeat(11)));
+        assert!(!ok("name", "张abcdefghij"));
+        assert!(ok("name", &"a".repeat(20)));
+        assert!(!ok("name", &"a".repeat(21)));
+        assert!(ok("phrase", "配送中"));
+        assert!(!ok("phrase", "配送中abc"));
+        assert!(!ok("phrase", "一二三四五六"));
+        assert!(ok("time", "2019年10月1日 15:01"));
+        assert!(ok("amount", "¥99.00"));
+        assert!(ok("enum_string", "anything"));
+        assert!(ok("whatever", &"x".repeat(500)));
+    }
+}

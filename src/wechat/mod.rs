@@ -1,0 +1,173 @@
+//! The WeChat server API as wxpush uses it: one HTTP client for the run, the send call,
+//! token calls (in [`token`]), the errcode table (in [`errcode`]) and the message bodies (in
+//! [`message`]).
+//!
+//! Secrets live here and do not leave: the AppSecret is a [`Secret`], tokens are
+//! [`token::Token`]s, both with a redacting `Debug` and no `Display`. Every URL this module
+//! builds holds one of them in its query string, so transport errors are stripped of their
+//! URL ([`reqwest::Error::without_url`]) before they are turned into text.
+
+pub mod errcode;
+pub mod fields;
+pub mod message;
+pub mod token;
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use message::Endpoint;
+use token::Token;
+
+/// The real API. `WXPUSH_API_BASE` overrides it (wechat-api.md §7 lists the alternates).
+pub const DEFAULT_API_BASE: &str = "https://api.weixin.qq.com";
+/// Connecting is cheap to retry, so fail it fast.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Whole-request timeout. A send that times out after its body left is `unknown`, so this is
+/// generous: WeChat answers in well under a second when healthy.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A secret string (the AppSecret). `Debug` prints `[redacted]`; there is no `Display`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Self {
+        Secret(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// WeChat's answer to a send: HTTP 200 with a JSON body.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Reply {
+    #[serde(default)]
+    pub errcode: i64,
+    #[serde(default)]
+    pub errmsg: String,
+    /// 19 digits have been seen: a `u64`, never a float.
+    #[serde(default)]
+    pub msgid: Option<u64>,
+}
+
+/// A send that got no usable answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SendError {
+    /// The request never left (connection refused, DNS, TLS handshake): safe to retry.
+    #[error("not sent: {0}")]
+    NotSent(String),
+    /// WeChat (or a proxy) answered, but not with a WeChat JSON body (HTTP ≠ 200, HTML, …).
+    /// The body was rejected before processing: safe to retry.
+    #[error("bad answer: {0}")]
+    BadAnswer(String),
+    /// The request may have reached WeChat but no answer came (timeout, reset after writing):
+    /// the message may or may not have been delivered.
+    #[error("no answer: {0}")]
+    Ambiguous(String),
+}
+
+/// The HTTP side of the API: one keep-alive client and the base URL.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("wxpush/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| describe(e.without_url()))?;
+        Ok(Client {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// POSTs `body` to `endpoint` with `token`.
+    pub async fn send(
+        &self,
+        endpoint: Endpoint,
+        token: &Token,
+        body: Bytes,
+    ) -> Result<Reply, SendError> {
+        let res = self
+            .http
+            .post(self.url(endpoint.path()))
+            .query(&[("access_token", token.expose())])
+            .header("content-type", "application/json; charset=utf-8")
+            .body(body)
+            .send()
+            .await
+            .map_err(classify_transport)?;
+        let status = res.status();
+        let bytes = res.bytes().await.map_err(|e| {
+            // The request was processed; only the answer was lost.
+            SendError::Ambiguous(describe(e.without_url()))
+        })?;
+        if !status.is_success() {
+            return Err(SendError::BadAnswer(format!("HTTP {status}")));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| {
+            SendError::BadAnswer(format!(
+                "answer is not WeChat JSON ({e}): {}",
+                snippet(&bytes)
+            ))
+        })
+    }
+}
+
+fn classify_transport(e: reqwest::Error) -> SendError {
+    let e = e.without_url();
+    if e.is_connect() || e.is_builder() {
+        SendError::NotSent(describe(e))
+    } else {
+        SendError::Ambiguous(describe(e))
+    }
+}
+
+/// The error and its causes on one line. The URL was removed by the caller.
+pub(crate) fn describe(e: reqwest::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&bytes[..bytes.len().min(80)]);
+    s.replace(['\n', '\r'], " ")
+}
