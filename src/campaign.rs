@@ -322,15 +322,39 @@ fn load_template(
     Ok((found.clone(), raw))
 }
 
-/// The 1-based line of the first line that starts `key:` at any indentation, to point errors
-/// that serde cannot locate (a value that parsed but breaks a rule) at the right place.
-fn key_line(src: &str, key: &str) -> Option<usize> {
-    src.lines()
-        .position(|l| {
-            let t = l.trim_start().trim_start_matches("- ");
-            t.strip_prefix(key).is_some_and(|r| r.starts_with(':'))
-        })
-        .map(|i| i + 1)
+/// The 1-based line of a dotted key (`data.first.color`), to point errors that serde cannot
+/// locate (a value that parsed but breaks a rule) at the right place. Each segment is looked
+/// for below its parent, more indented; a segment written inline (`{ value: x, color: y }`)
+/// gives its parent's line.
+fn key_line(src: &str, path: &str) -> Option<usize> {
+    let lines: Vec<&str> = src.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let mut found: Option<(usize, usize)> = None; // (line index, indentation)
+    for segment in path.split('.') {
+        let start = found.map_or(0, |(i, _)| i + 1);
+        let hit = lines[start.min(lines.len())..]
+            .iter()
+            .enumerate()
+            .take_while(|(_, l)| {
+                found.is_none_or(|(_, ind)| l.trim().is_empty() || indent(l) > ind)
+            })
+            .find(|(_, l)| {
+                let deeper = found.is_none_or(|(_, ind)| indent(l) > ind);
+                let top = found.is_some() || indent(l) == 0;
+                deeper
+                    && top
+                    && l.trim_start()
+                        .strip_prefix(segment)
+                        .is_some_and(|r| r.starts_with(':'))
+            })
+            .map(|(i, l)| (start + i, indent(l)));
+        match hit {
+            Some(h) => found = Some(h),
+            None if found.is_some() => break,
+            None => return None,
+        }
+    }
+    found.map(|(i, _)| i + 1)
 }
 
 struct Validator<'a> {
@@ -342,7 +366,7 @@ impl Validator<'_> {
     fn err(&self, key: &str, message: impl fmt::Display) -> Error {
         Error::Invalid {
             path: self.path.to_owned(),
-            line: key_line(self.src, key.rsplit('.').next().unwrap_or(key)),
+            line: key_line(self.src, key),
             message: format!("`{key}`: {message}"),
         }
     }
@@ -633,8 +657,12 @@ mod tests {
 
     #[test]
     fn key_line_finds_nested_keys() {
-        let src = "a: 1\ndata:\n  first: x\n";
-        assert_eq!(key_line(src, "first"), Some(3));
+        let src = "a: 1\nfirst: 0\ndata:\n  first: { value: x, color: y }\n  second:\n    color: z\nb: 2\n";
+        assert_eq!(key_line(src, "data.first"), Some(4));
+        assert_eq!(key_line(src, "data.first.color"), Some(4));
+        assert_eq!(key_line(src, "data.second.color"), Some(6));
+        assert_eq!(key_line(src, "first"), Some(2));
         assert_eq!(key_line(src, "firs"), None);
+        assert_eq!(key_line(src, "b"), Some(7));
     }
 }

@@ -223,7 +223,7 @@ async fn send(args: SendArgs) -> Result<(), Error> {
     }
 
     if args.dry_run {
-        return dry_run(&c, &report_path, limit, to_send + v.duplicates);
+        return dry_run(c, &report_path, limit, to_send + v.duplicates).await;
     }
 
     let target = target(&c, args.sandbox).await?;
@@ -296,17 +296,18 @@ async fn send(args: SendArgs) -> Result<(), Error> {
     Ok(())
 }
 
-fn dry_run(c: &Campaign, report_path: &Path, limit: u64, total: u64) -> Result<(), Error> {
+async fn dry_run(c: Campaign, report_path: &Path, limit: u64, total: u64) -> Result<(), Error> {
     let started = Instant::now();
     let writer = report::Writer::create(report_path, true)?;
-    let stop = Arc::new(Stop::default());
     let (out_tx, out_rx) = mpsc::channel(OUTCOME_QUEUE);
-    let writer = spawn_writer_thread(writer, out_rx, total, stop);
-    produce(c, None, limit, Sink::DryRun, &out_tx)?;
-    drop(out_tx);
-    let tally = writer
-        .join()
-        .map_err(|_| Error::Aborted("the report writer crashed".into()))??;
+    let writer = spawn_writer(writer, out_rx, total, Arc::new(Stop::default()));
+    let c = Arc::new(c);
+    let producer = {
+        let c = c.clone();
+        tokio::task::spawn_blocking(move || produce(&c, None, limit, Sink::DryRun, &out_tx))
+    };
+    join(producer).await?;
+    let tally = join(writer).await?;
     let title = format!(
         "{}: dry run of {}, nothing sent",
         c.name,
@@ -508,16 +509,6 @@ fn spawn_writer(
     stop: Arc<Stop>,
 ) -> tokio::task::JoinHandle<Result<Tally, Error>> {
     tokio::task::spawn_blocking(move || write_outcomes(writer, rx, total, &stop))
-}
-
-/// The report writer on its own thread (the dry run has no async work).
-fn spawn_writer_thread(
-    writer: report::Writer,
-    rx: mpsc::Receiver<Outcome>,
-    total: u64,
-    stop: Arc<Stop>,
-) -> std::thread::JoinHandle<Result<Tally, Error>> {
-    std::thread::spawn(move || write_outcomes(writer, rx, total, &stop))
 }
 
 /// Appends outcomes as they arrive, flushing after each batch; stops the run if the report

@@ -55,6 +55,8 @@ pub struct Knobs {
     /// Added before answering each send request.
     pub latency: Duration,
     /// Max send requests per sliding second; above it 45009 `api freq out of limit`.
+    /// The window counts the requests that passed this check (a client
+    /// sending at twice the limit gets half of its requests through).
     pub rate_limit: Option<u32>,
     /// Max accepted sends per "day"; then every send gets 45009
     /// `reach max api daily quota limit` until [`Sandbox::next_day`].
@@ -94,7 +96,8 @@ pub struct Stats {
     /// `POST /cgi-bin/stable_token` calls.
     pub stable_token_calls: u64,
     pub tokens_minted: u64,
-    /// All requests to the three send endpoints.
+    /// All requests to the three send endpoints (wrong-method ones included,
+    /// answered 43002).
     pub send_requests: u64,
     /// Sends answered errcode 0, except `client_msg_id` repeats.
     pub accepted: u64,
@@ -232,13 +235,20 @@ fn router(shared: Arc<Shared>) -> Router {
         )
         .route(
             "/sandbox/stats",
-            get(|AxState(sh): Shr| async move { json_response(&sh.lock().stats()) })
-                .fallback(|| async { require(43001) }),
+            get(|AxState(sh): Shr| async move {
+                // Snapshot first so the lock is not held while serializing.
+                let stats = sh.lock().stats();
+                json_response(&stats)
+            })
+            .fallback(|| async { require(43001) }),
         )
         .route(
             "/sandbox/requests",
-            get(|AxState(sh): Shr| async move { json_response(&sh.lock().requests()) })
-                .fallback(|| async { require(43001) }),
+            get(|AxState(sh): Shr| async move {
+                let requests = sh.lock().requests();
+                json_response(&requests)
+            })
+            .fallback(|| async { require(43001) }),
         )
         .route(
             "/sandbox/next_day",

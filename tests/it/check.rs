@@ -1,0 +1,193 @@
+//! `wxpush check` / `preview`, and invalid input: exit 2, the culprit named, nothing sent.
+
+use crate::support::*;
+
+const GOOD: &str = "name: t\ntarget: official\nappid: wx0123456789abcdef\ntemplate_id: TPL\nrecipients: people.csv\ndata:\n  first: \"{{ name }}你好\"\n";
+const PEOPLE: &str = "openid,name\no_1,石头\no_2,小雨\no_3,阿明\n";
+
+#[test]
+fn check_counts_rows_and_sends_nothing() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    w.write("c.yaml", GOOD);
+    w.write("people.csv", format!("{PEOPLE}o_2,dup\n"));
+    w.cmd(&["check", "c.yaml"])
+        .against(&sb)
+        .run()
+        .expect(0)
+        .stdout_has("4 rows: 3 recipients, 1 repeated openids");
+    sb.expect_no_requests();
+}
+
+#[test]
+fn preview_shows_rendered_fields() {
+    let w = Workdir::with_examples();
+    w.cmd(&["preview", "campaigns/vocab-reminder.yaml", "--limit", "2"])
+        .run()
+        .expect(0)
+        .stdout_has("data.first     石头同学,提醒您背单词啦")
+        .stdout_has("message 2 · row 2 · o_rbq1TOgERuflYd7PsiE9H565Op");
+}
+
+/// Each case: how to break the campaign, and what the error must say.
+#[test]
+fn bad_inputs_exit_2_name_the_culprit_and_send_nothing() {
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        ("malformed yaml", "name: [t\n", PEOPLE, &["c.yaml:"]),
+        (
+            "unknown key",
+            &GOOD.replace("template_id", "tempalte_id"),
+            PEOPLE,
+            &[
+                "c.yaml:4",
+                "unknown key `tempalte_id`",
+                "did you mean `template_id`",
+            ],
+        ),
+        (
+            "unknown target",
+            &GOOD.replace("official", "wechat"),
+            PEOPLE,
+            &["c.yaml:2", "unknown variant `wechat`"],
+        ),
+        (
+            "missing template_id",
+            &GOOD.replace("template_id: TPL\n", ""),
+            PEOPLE,
+            &["c.yaml", "`template_id`: missing"],
+        ),
+        (
+            "url not http",
+            &format!("{GOOD}url: ftp://example.com\n"),
+            PEOPLE,
+            &["c.yaml:8", "`url`", "http:// or https://"],
+        ),
+        (
+            "bad color",
+            &GOOD.replace("\"{{ name }}你好\"", "{ value: x, color: blue }"),
+            PEOPLE,
+            &["c.yaml:7", "data.first.color", "#173177"],
+        ),
+        (
+            "page on official",
+            &format!("{GOOD}page: pages/index\n"),
+            PEOPLE,
+            &["c.yaml:8", "`page`: only for `target: mini`"],
+        ),
+        (
+            "url on mini",
+            &format!("{}url: https://x.cn\n", GOOD.replace("official", "mini")),
+            PEOPLE,
+            &["c.yaml:8", "`url`: only for `target: official`"],
+        ),
+        (
+            "recipients file missing",
+            &GOOD.replace("people.csv", "nobody.csv"),
+            PEOPLE,
+            &["nobody.csv", "cannot read"],
+        ),
+        (
+            "no openid column",
+            GOOD,
+            "open_id,name\no_1,a\n",
+            &["people.csv", "no `openid` column", "open_id"],
+        ),
+        (
+            "empty openid",
+            GOOD,
+            "openid,name\no_1,a\n,b\n",
+            &["people.csv: row 2 (line 3): `openid` is empty"],
+        ),
+        (
+            "legacy mini without form_id",
+            &GOOD.replace("official", "mini\nmini_api: template"),
+            PEOPLE,
+            &["people.csv", "no `form_id` column"],
+        ),
+        (
+            "invalid tera syntax",
+            &GOOD.replace("{{ name }}", "{{ name "),
+            PEOPLE,
+            &["c.yaml", "`data.first`", "invalid template"],
+        ),
+        (
+            "undefined variable",
+            &GOOD.replace("{{ name }}", "{{ nmae }}"),
+            PEOPLE,
+            &[
+                "people.csv: row 1 (line 2), field `data.first`",
+                "Variable `nmae` is not defined",
+            ],
+        ),
+        (
+            "subscribe value over its limit",
+            &GOOD
+                .replace("official", "mini")
+                .replace("first:", "thing1:"),
+            "openid,name\no_1,石头\no_2,一二三四五六七八九十一二三四五六七八九十\n",
+            &[
+                "row 2 (line 3), field `data.thing1`",
+                "at most 20 characters",
+            ],
+        ),
+        (
+            "undecodable csv bytes",
+            GOOD,
+            "",
+            &["people.csv", "neither UTF-8 nor GB18030"],
+        ),
+    ];
+    let sb = Sandbox::start(Knobs::default());
+    for (what, yaml, csv, needles) in cases {
+        let w = Workdir::new();
+        w.write("c.yaml", yaml);
+        if *what == "undecodable csv bytes" {
+            w.write("people.csv", b"openid,name\no_1,\xff\xfe\xfd\xfc\x80\n");
+        } else {
+            w.write("people.csv", csv);
+        }
+        let run = w.cmd(&["send", "c.yaml", "--yes"]).against(&sb).run();
+        assert_eq!(run.code, 2, "{what}: exit code\n{}", run.stderr);
+        for n in *needles {
+            assert!(
+                run.stderr.contains(n),
+                "{what}: stderr lacks {n:?}:\n{}",
+                run.stderr
+            );
+        }
+        assert!(!w.path("reports").exists(), "{what}: a report was written");
+    }
+    sb.expect_no_requests();
+}
+
+#[test]
+fn one_bad_row_among_many_is_named_and_nothing_is_sent() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    w.write("c.yaml", GOOD.replace("{{ name }}", "{{ nick }}"));
+    let mut csv = String::from("openid,nick\n");
+    for i in 1..=500 {
+        csv.push_str(&format!("o_{i},n{i}\n"));
+    }
+    w.write("people.csv", csv.replace("o_377,n377\n", "o_377\n"));
+    w.cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(2)
+        .stderr_has("row 377 (line 378)");
+    sb.expect_no_requests();
+}
+
+#[test]
+fn missing_secret_exits_2_and_sends_nothing() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    w.write("c.yaml", GOOD);
+    w.write("people.csv", PEOPLE);
+    w.cmd(&["send", "c.yaml", "--yes"])
+        .env("WXPUSH_API_BASE", &sb.url())
+        .run()
+        .expect(2)
+        .stderr_has("WXPUSH_SECRET is not set");
+    sb.expect_no_requests();
+}

@@ -1,0 +1,369 @@
+//! `wxpush send`: bodies, dry runs, tokens, retries, rate, aborts, resume, secrets.
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// The seed's first JSON example (official account, web jump).
+fn seed_official_url() -> Value {
+    json!({
+        "touser": "o_rbq1TOgERuflYd7PsiE9H565Oo",
+        "template_id": "n44_YbDNEqrrSEEvd8The8HpWYo1gWOVAXj7zIz4vHA",
+        "url": "http://www.baidu.com",
+        "data": {
+            "remark": {"value": "不积跬步无以至千里,加油!"},
+            "keyword3": {"value": "2019-06-09"},
+            "first": {"value": "石头同学,提醒您背单词啦"},
+            "keyword1": {"value": "巅峰单词800个背诵"},
+            "keyword2": {"value": "今日背诵单词任务未完成"}
+        }
+    })
+}
+
+#[test]
+fn seed_examples_send_the_seed_bodies_exactly() {
+    let w = Workdir::with_examples();
+    let sb = Sandbox::start(Knobs::default());
+    for c in [
+        "campaigns/vocab-reminder.yaml",
+        "campaigns/vocab-reminder-mini.yaml",
+        "campaigns/course-legacy.yaml",
+        "campaigns/class-subscribe.yaml",
+    ] {
+        w.cmd(&["send", c, "--yes"]).against(&sb).run().expect(0);
+    }
+
+    let official: Vec<Value> = sb
+        .accepted_bodies("o_rbq1TOgERuflYd7PsiE9H565Oo")
+        .into_iter()
+        .collect();
+    assert_eq!(official.len(), 2, "{official:?}");
+    assert_eq!(official[0], seed_official_url());
+
+    // The seed's second example: the same message opening a mini program page.
+    let mut mini_jump = seed_official_url();
+    let obj = mini_jump.as_object_mut().unwrap();
+    obj.remove("url");
+    obj.insert(
+        "miniprogram".into(),
+        json!({"appid": "wx2210554e092c3f99", "pagepath": "pages/index/index"}),
+    );
+    assert_eq!(official[1], mini_jump);
+
+    // The seed's third example, minus `access_token`: it is a URL parameter (a body copy
+    // would put the token in dry-run reports), see README.
+    let legacy = sb.accepted_bodies("ogYQ75G33BMpuKOjKjIIOiFP7cF4");
+    assert_eq!(legacy.len(), 2, "{legacy:?}");
+    assert_eq!(
+        legacy[0],
+        json!({
+            "touser": "ogYQ75G33BMpuKOjKjIIOiFP7cF4",
+            "template_id": "-SvDCjf6VG7lGAITKmdhHp6ZBQx1huJdBMO9hFAgI0w",
+            "page": "pages/index/index",
+            "form_id": "b7ed924575c449a080bb140e90a6f326",
+            "data": {
+                "keyword1": {"value": "石头"},
+                "keyword2": {"value": "2019年5月18日 13:00 - 15:00"},
+                "keyword3": {"value": "雅思学习(第二课时)"},
+                "keyword4": {"value": "学习成就未来,每一步都是成长"}
+            }
+        })
+    );
+    assert_eq!(
+        legacy[1],
+        json!({
+            "touser": "ogYQ75G33BMpuKOjKjIIOiFP7cF4",
+            "template_id": "9Aw5ZV1j9xdWTFEkqCpZ7mIBbSC34khK55OtzUPl0rU",
+            "page": "pages/course/detail?room=A-301",
+            "data": {
+                "thing1": {"value": "雅思学习第二课时"},
+                "time2": {"value": "2019年5月18日 13:00"},
+                "character_string3": {"value": "A-301"},
+                "thing4": {"value": "石头同学,别迟到哦"}
+            },
+            "miniprogram_state": "formal",
+            "lang": "zh_CN"
+        })
+    );
+
+    // msgids above 2^53 survive as exact integers.
+    let rows = w.report("campaigns/reports/vocab-reminder.csv");
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r["msgid"].len() == 19), "{rows:?}");
+}
+
+#[test]
+fn sandbox_flag_needs_no_credentials_or_server() {
+    let w = Workdir::with_examples();
+    w.cmd(&[
+        "send",
+        "campaigns/vocab-reminder.yaml",
+        "--sandbox",
+        "--yes",
+    ])
+    .run()
+    .expect(0)
+    .stdout_has("sent              3");
+    assert_eq!(w.report("campaigns/reports/vocab-reminder.csv").len(), 3);
+}
+
+#[test]
+fn dry_run_sends_nothing_and_reports_each_payload() {
+    let w = Workdir::with_examples();
+    let sb = Sandbox::start(Knobs::default());
+    w.cmd(&["send", "campaigns/vocab-reminder.yaml", "--dry-run"])
+        .against(&sb)
+        .run()
+        .expect(0)
+        .stdout_has("dry_run");
+    sb.expect_no_requests();
+    let rows = w.report("campaigns/reports/vocab-reminder.dry-run.csv");
+    assert_eq!(rows.len(), 3);
+    let first = rows.iter().find(|r| r["row"] == "1").unwrap();
+    assert_eq!(first["status"], "dry_run");
+    let payload: Value = serde_json::from_str(&first["payload"]).unwrap();
+    assert_eq!(payload, seed_official_url());
+    // A dry run is not progress: the real send afterwards sends everyone.
+    w.cmd(&["send", "campaigns/vocab-reminder.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(0);
+    assert_eq!(sb.stats().accepted, 3);
+}
+
+#[test]
+fn repeated_openids_are_sent_once_and_reported_skipped() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    generated(&w, 3, "");
+    let mut csv = w.read("people.csv");
+    csv.push_str("o_test_00002,again\n");
+    w.write("people.csv", csv);
+    w.cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(0);
+    let rows = w.report("reports/gen.csv");
+    assert_eq!(rows.len(), 4);
+    let skipped: Vec<_> = rows.iter().filter(|r| r["status"] == "skipped").collect();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0]["row"], "4");
+    assert_eq!(sb.stats().accepted, 3);
+    assert_eq!(sb.stats().duplicate_deliveries, 0);
+}
+
+#[test]
+fn token_expiring_mid_run_is_refreshed_once_for_all_workers() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        token_ttl: std::time::Duration::from_secs(1),
+        ..Knobs::default()
+    });
+    let n = 500;
+    generated(&w, n, "rate: 250\nconcurrency: 16\n");
+    w.cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(0);
+    assert_all_sent_once(&w, &sb, n, "reports/gen.csv");
+    let s = sb.stats();
+    // Two seconds of sending with 1 s tokens: at least one refresh happened…
+    assert!(s.tokens_minted >= 2, "{s:?}");
+    // …and each new token was fetched by one worker, not by all 16 (single flight).
+    assert!(s.stable_token_calls <= s.tokens_minted + 1, "{s:?}");
+    assert_eq!(s.token_calls, 0, "the classic API is not used by default");
+}
+
+#[test]
+fn busy_answers_are_retried_until_sent() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        busy_ratio: 0.1,
+        seed: 7,
+        ..Knobs::default()
+    });
+    let n = 300;
+    generated(&w, n, "rate: 1000\nconcurrency: 16\n");
+    w.cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(0);
+    assert_all_sent_once(&w, &sb, n, "reports/gen.csv");
+    let s = sb.stats();
+    let busy = s.by_errcode.get(&-1).copied().unwrap_or(0);
+    assert!(busy > 0, "{s:?}");
+    let attempts: u64 = w
+        .report("reports/gen.csv")
+        .iter()
+        .map(|r| r["attempts"].parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(
+        attempts,
+        n as u64 + busy,
+        "attempts column counts every request"
+    );
+}
+
+#[test]
+fn a_small_rate_is_respected_at_the_server() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    generated(&w, 24, "rate: 8\nconcurrency: 8\n");
+    w.cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(0);
+    let s = sb.stats();
+    assert_eq!(s.accepted, 24);
+    // rate 8/s with a burst of 1: no 1 s window may hold more than 8 + 1.
+    assert!(s.max_sends_in_1s <= 9, "{s:?}");
+    assert!(
+        s.max_sends_in_1s >= 6,
+        "the limiter should not starve: {s:?}"
+    );
+}
+
+#[test]
+fn retired_legacy_api_aborts_fast_with_advice() {
+    let w = Workdir::with_examples();
+    let sb = Sandbox::start(Knobs {
+        legacy_retired: true,
+        ..Knobs::default()
+    });
+    w.cmd(&["send", "campaigns/course-legacy.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(1)
+        .stderr_has("45103")
+        .stderr_has("mini_api: subscribe")
+        .stderr_has("resume with: wxpush send campaigns/course-legacy.yaml");
+    assert!(sb.stats().send_requests <= 2);
+    // Nothing was sent, so no row: a resumed run would send everyone.
+    assert_eq!(w.report("campaigns/reports/course-legacy.csv").len(), 0);
+}
+
+#[test]
+fn invalid_template_id_aborts_within_a_few_requests() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    generated(&w, 2000, "rate: 1000\nconcurrency: 8\n");
+    let yaml = w
+        .read("c.yaml")
+        .replace("template_id: TPL", "template_id: invalid-tpl");
+    w.write("c.yaml", yaml);
+    w.cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(1)
+        .stderr_has("40037")
+        .stderr_has("check `template_id`");
+    let s = sb.stats();
+    assert!(s.send_requests < 50, "{s:?}");
+    assert_eq!(s.accepted, 0);
+}
+
+#[test]
+fn per_recipient_failures_are_reported_and_the_run_completes() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        fail_prefixes: vec![("o_test_0000".into(), 43004)],
+        ..Knobs::default()
+    });
+    generated(&w, 20, "rate: 500\n");
+    w.cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(0)
+        .stdout_has("43004")
+        .stdout_has("recipient does not follow the account");
+    let rows = w.report("reports/gen.csv");
+    let failed: Vec<_> = rows.iter().filter(|r| r["status"] == "failed").collect();
+    assert_eq!(failed.len(), 9, "o_test_00001..00009");
+    assert!(failed.iter().all(|r| r["errcode"] == "43004"));
+    assert_eq!(rows.len(), 20);
+}
+
+#[test]
+fn wrong_secret_exits_1_before_any_send() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    generated(&w, 5, "");
+    w.cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .env("WXPUSH_SECRET", "not-the-secret")
+        .run()
+        .expect(1)
+        .stderr_has("40125")
+        .stderr_has("AppSecret");
+    assert_eq!(sb.stats().send_requests, 0);
+}
+
+#[test]
+fn refuses_without_yes_when_stdin_is_not_a_terminal() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    generated(&w, 5, "");
+    w.cmd(&["send", "c.yaml"])
+        .against(&sb)
+        .run()
+        .expect(2)
+        .stderr_has("--yes");
+    sb.expect_no_requests();
+}
+
+#[test]
+fn limit_then_rerun_resumes_without_resending() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    generated(&w, 10, "rate: 500\n");
+    w.cmd(&["send", "c.yaml", "--yes", "--limit", "4"])
+        .against(&sb)
+        .run()
+        .expect(0)
+        .stdout_has("6 recipients left");
+    assert_eq!(sb.stats().accepted, 4);
+    w.cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(0)
+        .stdout_has("resuming: 4 of 10 recipients done");
+    assert_all_sent_once(&w, &sb, 10, "reports/gen.csv");
+    w.cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(0)
+        .stdout_has("nothing left to send");
+    assert_eq!(sb.stats().send_requests, 10);
+}
+
+#[test]
+fn secrets_never_appear_in_output_or_report() {
+    let w = Workdir::new();
+    let secret = "Zq9-very-secret-appsecret";
+    let sb = Sandbox::start(Knobs {
+        secret: secret.into(),
+        token_ttl: std::time::Duration::from_secs(1),
+        busy_ratio: 0.1,
+        fail_prefixes: vec![("o_test_0001".into(), 40003)],
+        ..Knobs::default()
+    });
+    generated(&w, 300, "rate: 300\nconcurrency: 8\n");
+    let run = w
+        .cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .env("WXPUSH_SECRET", secret)
+        .run()
+        .expect(0);
+    let report = w.read("reports/gen.csv");
+    assert!(sb.stats().tokens_minted >= 2);
+    for (name, text) in [
+        ("stdout", &run.stdout),
+        ("stderr", &run.stderr),
+        ("report", &report),
+    ] {
+        assert!(!text.contains(secret), "{name} holds the AppSecret");
+        // Every sandbox token starts with `sbx_`.
+        assert!(!text.contains("sbx_"), "{name} holds a token:\n{text}");
+        assert!(!text.contains("access_token="), "{name} holds a token URL");
+    }
+}

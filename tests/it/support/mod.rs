@@ -1,0 +1,254 @@
+//! Test helpers: an in-process sandbox, a scratch directory with campaign files, and the
+//! `wxpush` binary run with a clean environment.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub use wxpush::sandbox::{Knobs, Recorded, SANDBOX_SECRET, Stats};
+
+/// A sandbox on 127.0.0.1:0, served by its own runtime; stopped on drop.
+pub struct Sandbox {
+    rt: tokio::runtime::Runtime,
+    inner: Option<wxpush::sandbox::Sandbox>,
+}
+
+impl Sandbox {
+    pub fn start(knobs: Knobs) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("test runtime");
+        let inner = rt
+            .block_on(wxpush::sandbox::Sandbox::start(
+                "127.0.0.1:0".parse().unwrap(),
+                knobs,
+            ))
+            .expect("sandbox binds 127.0.0.1:0");
+        Sandbox {
+            rt,
+            inner: Some(inner),
+        }
+    }
+
+    fn get(&self) -> &wxpush::sandbox::Sandbox {
+        self.inner.as_ref().expect("running until drop")
+    }
+
+    pub fn url(&self) -> String {
+        self.get().base_url()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.get().stats()
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.get().requests()
+    }
+
+    /// Bodies of accepted (errcode 0) requests to `openid`.
+    pub fn accepted_bodies(&self, openid: &str) -> Vec<serde_json::Value> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.errcode == 0 && r.body["touser"] == openid)
+            .map(|r| r.body)
+            .collect()
+    }
+
+    /// No send and no token request reached the sandbox.
+    pub fn expect_no_requests(&self) {
+        let s = self.stats();
+        assert_eq!(
+            (s.send_requests, s.token_calls, s.stable_token_calls),
+            (0, 0, 0),
+            "expected no requests at all: {s:?}"
+        );
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            self.rt.block_on(inner.shutdown());
+        }
+    }
+}
+
+/// A fresh directory holding a campaign's files.
+pub struct Workdir {
+    dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    pub fn new() -> Self {
+        Workdir {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// A copy of the repository's `campaigns/` and `templates/`.
+    pub fn with_examples() -> Self {
+        let w = Workdir::new();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for sub in ["campaigns", "templates"] {
+            std::fs::create_dir_all(w.path(sub)).unwrap();
+            for e in std::fs::read_dir(root.join(sub)).unwrap() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_file() {
+                    std::fs::copy(e.path(), w.path(sub).join(e.file_name())).unwrap();
+                }
+            }
+        }
+        w
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, contents).unwrap();
+        p
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    /// The report's rows as maps from column name to value.
+    pub fn report(&self, rel: &str) -> Vec<std::collections::HashMap<String, String>> {
+        let mut r = csv::Reader::from_path(self.path(rel)).unwrap();
+        let headers = r.headers().unwrap().clone();
+        r.records()
+            .map(|rec| {
+                let rec = rec.unwrap();
+                headers
+                    .iter()
+                    .zip(rec.iter())
+                    .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// `wxpush ARGS` in this directory, with a clean environment.
+    pub fn cmd(&self, args: &[&str]) -> WxCmd {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wxpush"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        WxCmd { cmd }
+    }
+}
+
+pub struct WxCmd {
+    cmd: Command,
+}
+
+impl WxCmd {
+    /// Points the command at `sandbox`, with its AppSecret.
+    pub fn against(mut self, sandbox: &Sandbox) -> Self {
+        self.cmd
+            .env("WXPUSH_API_BASE", sandbox.url())
+            .env("WXPUSH_SECRET", SANDBOX_SECRET);
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.cmd.env(k, v);
+        self
+    }
+
+    pub fn run(mut self) -> Run {
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = self.cmd.output().expect("wxpush runs");
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            command: format!("{:?}", self.cmd),
+        }
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    command: String,
+}
+
+impl Run {
+    /// Asserts the exit code, printing everything on a mismatch.
+    pub fn expect(self, code: i32) -> Self {
+        assert_eq!(
+            self.code, code,
+            "\ncommand: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.command, self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn stderr_has(self, needle: &str) -> Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    pub fn stdout_has(self, needle: &str) -> Self {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}:\n{}",
+            self.stdout
+        );
+        self
+    }
+}
+
+/// A campaign over `n` generated recipients `o_test_00001`… with a `name` column.
+pub fn generated(w: &Workdir, n: usize, extra_yaml: &str) -> PathBuf {
+    let mut csv = String::from("openid,name\n");
+    for i in 1..=n {
+        csv.push_str(&format!("o_test_{i:05},用户{i}\n"));
+    }
+    w.write("people.csv", csv);
+    w.write(
+        "c.yaml",
+        format!(
+            "name: gen\ntarget: official\nappid: wx0123456789abcdef\ntemplate_id: TPL\n\
+             recipients: people.csv\ndata:\n  first: \"{{{{ name }}}}你好\"\n{extra_yaml}"
+        ),
+    )
+}
+
+/// Every generated openid was accepted exactly once, and the report has one `sent` row each.
+pub fn assert_all_sent_once(w: &Workdir, sb: &Sandbox, n: usize, report: &str) {
+    let s = sb.stats();
+    assert_eq!(s.accepted, n as u64, "{s:?}");
+    assert_eq!(s.duplicate_deliveries, 0, "{s:?}");
+    let rows = w.report(report);
+    assert_eq!(rows.len(), n, "report rows");
+    let mut seen = std::collections::HashSet::new();
+    for r in &rows {
+        assert_eq!(r["status"], "sent", "{r:?}");
+        assert!(
+            seen.insert(r["openid"].clone()),
+            "two rows for {}",
+            r["openid"]
+        );
+    }
+}
