@@ -269,20 +269,14 @@ async fn send(args: SendArgs) -> Result<(), Error> {
         sb.shutdown().await;
     }
     let tally = tally?;
-    let title = format!("{}: {} → {}", c.name, describe_kind(c.kind), target.base);
-    print!(
-        "{}",
-        progress::summary(
-            &tally,
-            &Facts {
-                title: &title,
-                elapsed: started.elapsed(),
-                attempts: Some(tally.attempts),
-                rate_limit: c.rate,
-                report: &report_path,
-            }
-        )
-    );
+    let facts = Facts {
+        title: format!("{}: {} → {}", c.name, describe_kind(c.kind), target.base),
+        started,
+        sending: true,
+        rate_limit: c.rate,
+        report: &report_path,
+    };
+    print!("{}", progress::summary(&tally, &facts));
     if let Some(reason) = stop.reason() {
         return Err(aborted(&c, &args.campaign, &reason, Some(&tally)));
     }
@@ -308,24 +302,18 @@ async fn dry_run(c: Campaign, report_path: &Path, limit: u64, total: u64) -> Res
     };
     join(producer).await?;
     let tally = join(writer).await?;
-    let title = format!(
-        "{}: dry run of {}, nothing sent",
-        c.name,
-        describe_kind(c.kind)
-    );
-    print!(
-        "{}",
-        progress::summary(
-            &tally,
-            &Facts {
-                title: &title,
-                elapsed: started.elapsed(),
-                attempts: None,
-                rate_limit: c.rate,
-                report: report_path,
-            }
-        )
-    );
+    let facts = Facts {
+        title: format!(
+            "{}: dry run of {}, nothing sent",
+            c.name,
+            describe_kind(c.kind)
+        ),
+        started,
+        sending: false,
+        rate_limit: c.rate,
+        report: report_path,
+    };
+    print!("{}", progress::summary(&tally, &facts));
     println!("  the payload column holds each exact JSON body");
     Ok(())
 }
@@ -346,6 +334,12 @@ async fn target(c: &Campaign, use_sandbox: bool) -> Result<Target, Error> {
         .ok()
         .filter(|b| !b.is_empty())
         .unwrap_or_else(|| wechat::DEFAULT_API_BASE.to_owned());
+    if !wechat::is_safe_base(&base) {
+        return Err(Error::Usage(format!(
+            "{API_BASE_ENV}={base}: the AppSecret and tokens would cross the network unencrypted; \
+             use https:// (plain http:// is allowed only for 127.0.0.1 and localhost)"
+        )));
+    }
     let secret = match std::env::var(&c.secret_env) {
         Ok(s) if !s.trim().is_empty() => Secret::new(s.trim().to_owned()),
         _ => {

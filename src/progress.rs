@@ -113,10 +113,10 @@ pub fn thousands(n: u64) -> String {
 
 /// What the summary says besides the counts.
 pub struct Facts<'a> {
-    pub title: &'a str,
-    pub elapsed: Duration,
-    /// Requests sent (attempts), for the achieved rate; `None` for a dry run.
-    pub attempts: Option<u64>,
+    pub title: String,
+    pub started: Instant,
+    /// A real run (a dry run sends no request, so it has no rate).
+    pub sending: bool,
     pub rate_limit: u32,
     pub report: &'a Path,
 }
@@ -134,7 +134,7 @@ pub fn summary(tally: &Tally, facts: &Facts<'_>) -> String {
         Status::DryRun,
     ] {
         let n = tally.count(status);
-        let always = matches!(status, Status::Sent | Status::Failed) && facts.attempts.is_some();
+        let always = matches!(status, Status::Sent | Status::Failed) && facts.sending;
         if n == 0 && !always {
             continue;
         }
@@ -158,13 +158,13 @@ pub fn summary(tally: &Tally, facts: &Facts<'_>) -> String {
             thousands(*n)
         );
     }
-    let secs = facts.elapsed.as_secs_f64();
+    let secs = facts.started.elapsed().as_secs_f64();
     let _ = write!(s, "  took {:.1} s", secs);
-    if let Some(attempts) = facts.attempts {
+    if facts.sending {
         let _ = write!(
             s,
             ", {} requests, {:.1} msgs/s (limit {}/s)",
-            thousands(attempts),
+            thousands(tally.attempts),
             tally.count(Status::Sent) as f64 / secs.max(1e-9),
             facts.rate_limit
         );

@@ -167,7 +167,54 @@ pub(crate) fn describe(e: reqwest::Error) -> String {
     out
 }
 
+/// The start of an unexpected answer, for the report. A proxy error page could echo the
+/// request URL, and with it the token: such a snippet is withheld.
 fn snippet(bytes: &[u8]) -> String {
     let s = String::from_utf8_lossy(&bytes[..bytes.len().min(80)]);
+    if s.contains("access_token") || s.contains("secret") {
+        return "[answer withheld: it mentions credentials]".into();
+    }
     s.replace(['\n', '\r'], " ")
+}
+
+/// Secrets may travel only over https, or over plain http to this machine (the sandbox).
+pub fn is_safe_base(base: &str) -> bool {
+    let lower = base.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = lower.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_https_or_loopback_http_is_safe() {
+        assert!(is_safe_base("https://api.weixin.qq.com"));
+        assert!(is_safe_base("http://127.0.0.1:8960"));
+        assert!(is_safe_base("http://localhost"));
+        assert!(is_safe_base("http://[::1]:80/"));
+        assert!(!is_safe_base("http://api.weixin.qq.com"));
+        assert!(!is_safe_base("http://127.0.0.1.evil.com"));
+        assert!(!is_safe_base("ftp://x"));
+    }
+
+    #[test]
+    fn snippets_mentioning_tokens_are_withheld() {
+        assert!(!snippet(b"<html>GET /x?access_token=abc</html>").contains("abc"));
+        assert_eq!(snippet(b"<html>\nbad</html>"), "<html> bad</html>");
+    }
 }

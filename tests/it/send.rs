@@ -154,18 +154,11 @@ fn repeated_openids_are_sent_once_and_reported_skipped() {
 
 #[test]
 fn token_expiring_mid_run_is_refreshed_once_for_all_workers() {
-    let w = Workdir::new();
-    let sb = Sandbox::start(Knobs {
+    let knobs = Knobs {
         token_ttl: std::time::Duration::from_secs(1),
         ..Knobs::default()
-    });
-    let n = 500;
-    generated(&w, n, "rate: 250\nconcurrency: 16\n");
-    w.cmd(&["send", "c.yaml", "--yes"])
-        .against(&sb)
-        .run()
-        .expect(0);
-    assert_all_sent_once(&w, &sb, n, "reports/gen.csv");
+    };
+    let (_w, sb, _) = send_all(knobs, 500, "rate: 250\nconcurrency: 16\n");
     let s = sb.stats();
     // Two seconds of sending with 1 s tokens: at least one refresh happened…
     assert!(s.tokens_minted >= 2, "{s:?}");
@@ -176,19 +169,13 @@ fn token_expiring_mid_run_is_refreshed_once_for_all_workers() {
 
 #[test]
 fn busy_answers_are_retried_until_sent() {
-    let w = Workdir::new();
-    let sb = Sandbox::start(Knobs {
+    let knobs = Knobs {
         busy_ratio: 0.1,
         seed: 7,
         ..Knobs::default()
-    });
+    };
     let n = 300;
-    generated(&w, n, "rate: 1000\nconcurrency: 16\n");
-    w.cmd(&["send", "c.yaml", "--yes"])
-        .against(&sb)
-        .run()
-        .expect(0);
-    assert_all_sent_once(&w, &sb, n, "reports/gen.csv");
+    let (w, sb, _) = send_all(knobs, n, "rate: 1000\nconcurrency: 16\n");
     let s = sb.stats();
     let busy = s.by_errcode.get(&-1).copied().unwrap_or(0);
     assert!(busy > 0, "{s:?}");

@@ -252,3 +252,18 @@ pub fn assert_all_sent_once(w: &Workdir, sb: &Sandbox, n: usize, report: &str) {
         );
     }
 }
+
+/// Sends a generated campaign of `n` recipients to a sandbox with `knobs`, and asserts that
+/// it completed with every recipient sent exactly once.
+pub fn send_all(knobs: Knobs, n: usize, extra_yaml: &str) -> (Workdir, Sandbox, Run) {
+    let w = Workdir::new();
+    let sb = Sandbox::start(knobs);
+    generated(&w, n, extra_yaml);
+    let run = w
+        .cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(0);
+    assert_all_sent_once(&w, &sb, n, "reports/gen.csv");
+    (w, sb, run)
+}
