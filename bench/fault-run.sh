@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# A bulk send against the sandbox with faults, checked at the server.
+#   bench/fault-run.sh [N] [RATE] [SANDBOX KNOBS...]
+#   bench/fault-run.sh 10000 500 --busy 0.03 --token-ttl 3s
+# Traffic goes only to 127.0.0.1; the run is bounded by N and RATE.
+set -euo pipefail
+n=${1:-10000}; rate=${2:-500}; shift $(( $# >= 2 ? 2 : $# ))
+root=$(cd "$(dirname "$0")/.." && pwd)
+cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+bin=$root/target/release/wxpush
+work=$(mktemp -d); trap 'kill $sb 2>/dev/null; rm -rf "$work"' EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$bin" sandbox --port "$port" "$@" > "$work/sandbox.log" 2>&1 & sb=$!
+python3 - "$n" > "$work/people.csv" <<'PY'
+import sys
+print("openid,name,words")
+for i in range(1, int(sys.argv[1]) + 1):
+    print(f"o_bench_{i:07},用户{i},{i % 900 + 100}")
+PY
+cat > "$work/bench.yaml" <<YAML
+name: bench
+target: official
+appid: wx0123456789abcdef
+template_id: n44_YbDNEqrrSEEvd8The8HpWYo1gWOVAXj7zIz4vHA
+url: "https://example.com/u/{{ openid }}"
+recipients: people.csv
+vars: { course: 巅峰单词 }
+data:
+  first: "{{ name }}同学,提醒您背单词啦"
+  keyword1: "{{ course }}{{ words }}个背诵"
+rate: $rate
+concurrency: 64
+YAML
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/sandbox/stats" >/dev/null && break; sleep 0.1; done
+echo "# wxpush send (N=$n, rate=$rate, sandbox $*)"
+WXPUSH_API_BASE=http://127.0.0.1:$port WXPUSH_SECRET=sandbox-secret \
+  command time -f "client: %e s wall, %U s user, %S s sys, %M KB max RSS" \
+  "$bin" send "$work/bench.yaml" --yes 2>&1 | grep -v '^progress:'
+echo "# sandbox counters"
+curl -s "http://127.0.0.1:$port/sandbox/stats"; echo
+echo "# report: rows by status, openids with more than one row"
+tail -n +2 "$work/reports/bench.csv" | cut -d, -f2 | sort | uniq -c
+tail -n +2 "$work/reports/bench.csv" | cut -d, -f1 | sort | uniq -d | wc -l
