@@ -20,6 +20,8 @@ pub const DEFAULT_RATE: u32 = 50;
 /// Requests in flight when the campaign sets no `concurrency`: covers `DEFAULT_RATE` at an
 /// RTT of up to 160 ms (Little's law: 50/s × 0.16 s = 8).
 pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Fraction of recent sends failing for non-recipient reasons that aborts the run.
+pub const DEFAULT_ERROR_THRESHOLD: f64 = 0.5;
 
 /// Where a campaign sends: an Official Account template message or a Mini Program message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -103,6 +105,7 @@ pub struct Campaign {
     pub data: IndexMap<String, FieldSpec>,
     pub rate: u32,
     pub concurrency: usize,
+    pub error_threshold: f64,
 }
 
 impl Campaign {
@@ -160,6 +163,7 @@ const CAMPAIGN_KEYS: &[&str] = &[
     "data",
     "rate",
     "concurrency",
+    "error_threshold",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -184,6 +188,7 @@ struct RawCampaign {
     data: Option<IndexMap<String, RawField>>,
     rate: Option<u32>,
     concurrency: Option<usize>,
+    error_threshold: Option<f64>,
 }
 
 /// Keys of a reusable message template (`templates/NAME.yaml`).
@@ -535,6 +540,14 @@ impl Validator<'_> {
             return Err(self.err("concurrency", "must be at least 1"));
         }
 
+        let error_threshold = raw.error_threshold.unwrap_or(DEFAULT_ERROR_THRESHOLD);
+        if !(error_threshold > 0.0 && error_threshold <= 1.0) {
+            return Err(self.err(
+                "error_threshold",
+                "must be a fraction above 0 and at most 1 (1: abort only when every recent send fails)",
+            ));
+        }
+
         Ok(Campaign {
             name,
             path: self.path.to_owned(),
@@ -554,6 +567,7 @@ impl Validator<'_> {
             data,
             rate,
             concurrency,
+            error_threshold,
         })
     }
 

@@ -60,6 +60,15 @@ pub struct SendArgs {
     /// Send to a built-in WeChat emulator on 127.0.0.1 instead of WeChat; needs no AppSecret.
     #[arg(long)]
     pub sandbox: bool,
+    /// Start a fresh report; the existing one (and its journal) is renamed, never overwritten.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub restart: bool,
+    /// Send again to the recipients recorded `unknown` (their message may have been delivered).
+    #[arg(long, conflicts_with_all = ["dry_run", "restart"])]
+    pub resend_unknown: bool,
+    /// Resume although the recipients file changed (openids with a row are still skipped).
+    #[arg(long, conflicts_with_all = ["dry_run", "restart"])]
+    pub resume_changed: bool,
 }
 
 #[derive(Debug, Args)]

@@ -18,10 +18,12 @@ use crate::Error;
 use crate::campaign::{self, Campaign, Kind};
 use crate::cli::{Cli, Command, SandboxArgs, SendArgs};
 use crate::dispatch::{self, Outcome, Settings, Status, Stop, StopReason};
+use crate::journal::{self, Header, Journal};
 use crate::progress::{self, Facts, Progress, thousands};
-use crate::recipients::{Recipients, Row};
+use crate::recipients::{Recipients, Row, key};
 use crate::render::{self, Renderer};
 use crate::report::{self, Done, Tally};
+use crate::resume::{self, Resume};
 use crate::sandbox::{self, Sandbox};
 use crate::wechat::message::Outgoing;
 use crate::wechat::token::Tokens;
@@ -201,29 +203,55 @@ async fn send(args: SendArgs) -> Result<(), Error> {
         .report
         .clone()
         .unwrap_or_else(|| c.default_report(args.dry_run));
-    let done = match !args.dry_run && report_path.exists() {
-        true => Some(report::read(&report_path)?),
-        false => None,
+    if args.dry_run {
+        let v = validate(&c, None)?;
+        let limit = args.limit.unwrap_or(u64::MAX);
+        return dry_run(c, &report_path, limit, v.to_send.min(limit) + v.duplicates).await;
+    }
+    let options = resume::Options {
+        restart: args.restart,
+        resend_unknown: args.resend_unknown,
+        resume_changed: args.resume_changed,
     };
-    let v = validate(&c, done.as_ref())?;
+    let start = resume::prepare(&c, &report_path, options)?;
+    let v = validate(&c, Some(&start.done))?;
     let limit = args.limit.unwrap_or(u64::MAX);
     let to_send = v.to_send.min(limit);
-    if let Some(d) = &done {
+    if let Some(aside) = &start.set_aside {
+        println!("restart: the previous report is now {}", aside.display());
+    }
+    if let Some(rows) = start.previous_rows {
         println!(
-            "resuming: {} of {} recipients done ({} in {})",
+            "resuming: {} of {} recipients done ({} rows in {})",
             thousands(v.recipients - v.to_send),
             thousands(v.recipients),
-            thousands(d.rows),
+            thousands(rows),
             report_path.display()
         );
-        if to_send == 0 {
-            println!("nothing left to send: every recipient has a row in the report");
-            return Ok(());
-        }
     }
-
-    if args.dry_run {
-        return dry_run(c, &report_path, limit, to_send + v.duplicates).await;
+    if start.unknown_dropped > 0 {
+        println!(
+            "--resend-unknown: {} recipients recorded `unknown` will be sent again",
+            thousands(start.unknown_dropped)
+        );
+    }
+    if !start.unknown.is_empty() {
+        println!(
+            "{} sends were in flight when the previous run stopped: recorded `unknown` (they may \
+             have been delivered); --resend-unknown sends them again",
+            thousands(start.unknown.len() as u64)
+        );
+    }
+    if !start.resend.is_empty() && !args.resend_unknown {
+        println!(
+            "{} sends were in flight when the previous run stopped: sending them again with the \
+             same client_msg_id, so WeChat delivers each at most once",
+            thousands(start.resend.len() as u64)
+        );
+    }
+    if to_send == 0 && start.unknown.is_empty() {
+        println!("nothing left to send: every recipient has a row in the report");
+        return Ok(());
     }
 
     let target = target(&c, args.sandbox).await?;
@@ -241,10 +269,25 @@ async fn send(args: SendArgs) -> Result<(), Error> {
         .await
         .map_err(|e| aborted(&c, &args.campaign, &StopReason::Token(e), None))?;
 
-    let writer = match &done {
-        Some(_) => report::Writer::append(&report_path)?,
-        None => report::Writer::create(&report_path, false)?,
+    // The report first, then its journal: a journal never exists without its report.
+    let (mut writer, journal) = match start.previous_rows {
+        Some(_) => (
+            report::Writer::append(&report_path)?,
+            Journal::append(&journal::path_for(&report_path))?,
+        ),
+        None => (
+            report::Writer::create(&report_path, false)?,
+            Journal::create(&journal::path_for(&report_path), &start.header)?,
+        ),
     };
+    for d in &start.unknown {
+        let why = "in flight when the previous run stopped: may or may not have been delivered";
+        let mut o = Outcome::unsent(d.row, d.openid.clone(), Status::Unknown, why.into());
+        o.sent_at = Some(d.started);
+        writer.write(&o)?;
+    }
+    writer.flush()?;
+
     let stop = Arc::new(Stop::default());
     watch_ctrl_c(stop.clone());
     let started = Instant::now();
@@ -255,20 +298,31 @@ async fn send(args: SendArgs) -> Result<(), Error> {
     let producer = {
         let (c, out_tx) = (c.clone(), out_tx.clone());
         tokio::task::spawn_blocking(move || {
-            produce(&c, done.as_ref(), limit, Sink::Send(input_tx), &out_tx)
+            produce(&c, &start, limit, Sink::Send(input_tx), &out_tx)
         })
     };
     let settings = Settings {
         rate: c.rate,
         concurrency: c.concurrency,
+        error_threshold: c.error_threshold,
     };
-    dispatch::run(input_rx, client, tokens, settings, out_tx, stop.clone()).await;
+    let journal = Arc::new(journal);
+    let channels = dispatch::Channels {
+        client,
+        tokens,
+        journal: journal.clone(),
+        outcomes: out_tx,
+        stop: stop.clone(),
+    };
+    dispatch::run(input_rx, settings, channels).await;
+    let journaled = journal.finish();
     let produced = join(producer).await;
     let tally = join(writer).await;
     if let Some(sb) = target.sandbox {
         sb.shutdown().await;
     }
     let tally = tally?;
+    journaled?;
     let facts = Facts {
         title: format!("{}: {} → {}", c.name, describe_kind(c.kind), target.base),
         started,
@@ -298,7 +352,9 @@ async fn dry_run(c: Campaign, report_path: &Path, limit: u64, total: u64) -> Res
     let c = Arc::new(c);
     let producer = {
         let c = c.clone();
-        tokio::task::spawn_blocking(move || produce(&c, None, limit, Sink::DryRun, &out_tx))
+        // A dry run shows the exact bodies, `client_msg_id` included (that of a fresh run).
+        let start = Resume::fresh(Header::new(&c.name, &c.template_id, String::new()));
+        tokio::task::spawn_blocking(move || produce(&c, &start, limit, Sink::DryRun, &out_tx))
     };
     join(producer).await?;
     let tally = join(writer).await?;
@@ -403,7 +459,8 @@ fn aborted(c: &Campaign, path: &Path, reason: &StopReason, tally: Option<&Tally>
             Some(*code),
         ),
         StopReason::Token(e) => (format!("no access token: {e}"), e.errcode()),
-        StopReason::Report(e) => (format!("cannot write the report: {e}"), None),
+        StopReason::Report(e) => (format!("cannot write the report or journal: {e}"), None),
+        StopReason::Unhealthy(why) => (why.clone(), None),
         StopReason::Interrupted => ("interrupted".to_owned(), None),
     };
     let mut msg = format!("run aborted: {why}");
@@ -447,26 +504,28 @@ enum Sink {
 /// dry run, `dry_run` rows) straight to the report.
 fn produce(
     c: &Campaign,
-    done: Option<&Done>,
+    start: &Resume,
     limit: u64,
     sink: Sink,
     outcomes: &mpsc::Sender<Outcome>,
 ) -> Result<(), Error> {
     let mut rows = Recipients::open(&c.recipients, render::required_columns(c))?;
-    let renderer = Renderer::new(c, rows.headers().clone())?;
+    let renderer = Renderer::new(c, rows.headers().clone())?.with_run_id(&start.header.run_id);
+    let done = &start.done;
     let mut produced = 0;
     while let Some(row) = rows.next_row() {
         // A closed channel means the run stopped: the rest waits for the next run.
         let outcome = match row? {
             Row::New(r) => {
-                if done.is_some_and(|d| d.has_openid(&r.openid)) {
+                if done.has_openid(&r.openid) {
                     continue;
                 }
                 if produced == limit {
                     break;
                 }
                 produced += 1;
-                let msg = renderer.render(&r)?;
+                let mut msg = renderer.render(&r)?;
+                msg.first_started = start.resend.get(&key(&r.openid)).copied();
                 match &sink {
                     Sink::Send(tx) => {
                         if tx.blocking_send(msg).is_err() {
@@ -481,7 +540,7 @@ fn produce(
                 }
             }
             Row::Duplicate(r) => {
-                if done.is_some_and(|d| d.has_skipped_row(r.row)) {
+                if done.has_skipped_row(r.row) {
                     continue;
                 }
                 let why = "repeated openid: sent once, for its first row".to_owned();

@@ -1,15 +1,20 @@
 //! Dispatch: rendered messages in, one [`Outcome`] per message out, at a bounded rate.
 //!
 //! Each attempt takes a concurrency permit, then a rate-limiter slot (governor), then the
-//! shared token, then sends; the answer is classified by `wechat::errcode` and acted on:
-//! done, recipient failed, retry after a jittered exponential backoff (the permit is given
-//! back while waiting, and the retry takes a new rate slot: every attempt counts against the
-//! account's quota), refresh the token, or abort the run. An aborted or interrupted run stops
-//! taking messages, lets the requests in flight finish, and writes no row for a message that
-//! was not sent, so that resuming sends it.
+//! shared token; a message's first attempt is written to the journal before its request
+//! leaves. The answer is classified by `wechat::errcode` and acted on: done, recipient
+//! failed, retry after a jittered exponential backoff (the permit is given back while
+//! waiting, and the retry takes a new rate slot: every attempt counts against the account's
+//! quota), pause every send (account throttled), refresh the token, or abort the run. A send
+//! that may have reached WeChat without an answer is `unknown`, unless its `client_msg_id`
+//! makes a repeat safe. An aborted or interrupted run stops taking messages, lets the
+//! requests in flight finish, and writes no row for a message that was not sent, so that
+//! resuming sends it. [`Health`] aborts a run whose recent sends mostly fail for reasons
+//! that are not about the recipients.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -17,8 +22,9 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
+use crate::journal::Journal;
 use crate::wechat::errcode::{self, Action};
-use crate::wechat::message::Outgoing;
+use crate::wechat::message::{DEDUP_WINDOW, Outgoing};
 use crate::wechat::token::{self, Tokens};
 use crate::wechat::{Client, SendError};
 
@@ -111,8 +117,10 @@ pub enum StopReason {
     Api { errcode: i64, errmsg: String },
     /// No access token could be had.
     Token(token::Error),
-    /// The report could not be written.
+    /// The report or the journal could not be written.
     Report(String),
+    /// Most recent sends failed for reasons that are not about the recipients.
+    Unhealthy(String),
     /// Ctrl-C.
     Interrupted,
 }
@@ -164,6 +172,9 @@ pub struct Settings {
     pub rate: u32,
     /// Requests in flight at most.
     pub concurrency: usize,
+    /// Abort when this fraction of the last [`HEALTH_WINDOW`] outcomes failed for reasons
+    /// that are not about the recipients.
+    pub error_threshold: f64,
 }
 
 impl Settings {
@@ -175,36 +186,122 @@ impl Settings {
     }
 }
 
+/// Outcomes the error threshold looks back on.
+pub const HEALTH_WINDOW: usize = 50;
+/// Outcomes needed before the error threshold can fire (a small campaign's first failures
+/// are not a trend).
+const HEALTH_MIN: usize = 20;
+/// Identical failures in a row, for codes that are suspicious when repeated, that abort.
+const STREAK_LIMIT: u32 = 10;
+
+/// The run's recent outcomes, to stop a run that fails for the campaign's reasons (wrong
+/// field for every row, network down, an account restriction) within a few dozen requests
+/// instead of after thousands.
+pub struct Health {
+    threshold: f64,
+    recent: VecDeque<bool>,
+    systemic: usize,
+    streak: Option<(i64, String)>,
+    streak_len: u32,
+}
+
+impl Health {
+    pub fn new(threshold: f64) -> Self {
+        Health {
+            threshold,
+            recent: VecDeque::with_capacity(HEALTH_WINDOW),
+            systemic: 0,
+            streak: None,
+            streak_len: 0,
+        }
+    }
+
+    /// Records `o`; returns why the run should stop, if it should.
+    pub fn observe(&mut self, o: &Outcome, systemic: bool) -> Option<String> {
+        if self.recent.len() == HEALTH_WINDOW && self.recent.pop_front() == Some(true) {
+            self.systemic -= 1;
+        }
+        self.recent.push_back(systemic);
+        self.systemic += usize::from(systemic);
+        let n = self.recent.len();
+        if n >= HEALTH_MIN && self.systemic as f64 >= self.threshold * n as f64 {
+            return Some(format!(
+                "{} of the last {n} sends failed for reasons that are not about the recipients \
+                 (last: {})",
+                self.systemic, o.errmsg
+            ));
+        }
+        let key = o
+            .errcode
+            .filter(|&c| o.status == Status::Failed && errcode::suspicious_when_repeated(c))
+            .map(|c| (c, without_rid(&o.errmsg).to_owned()));
+        if key.is_some() && key == self.streak {
+            self.streak_len += 1;
+        } else {
+            self.streak = key;
+            self.streak_len = 1;
+        }
+        match &self.streak {
+            Some((code, msg)) if self.streak_len >= STREAK_LIMIT => Some(format!(
+                "{STREAK_LIMIT} recipients in a row failed with {code} ({}): {msg}",
+                errcode::meaning(*code)
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// An errmsg without WeChat's per-request ` rid: …` suffix.
+fn without_rid(errmsg: &str) -> &str {
+    errmsg.split(" rid:").next().unwrap_or(errmsg)
+}
+
 struct Shared {
     client: Client,
     tokens: Arc<Tokens>,
+    journal: Arc<Journal>,
     limiter: DefaultDirectRateLimiter,
     inflight: Semaphore,
     stop: Arc<Stop>,
     outcomes: mpsc::Sender<Outcome>,
+    /// No send leaves before this instant (the account is throttled).
+    paused_until: Mutex<Option<Instant>>,
+    health: Mutex<Health>,
 }
 
 /// Sends every message of `input`, writing outcomes to `outcomes`, until the input ends or
 /// `stop` fires. Returns when every started message has its outcome.
-pub async fn run(
-    mut input: mpsc::Receiver<Outgoing>,
-    client: Client,
-    tokens: Arc<Tokens>,
-    settings: Settings,
-    outcomes: mpsc::Sender<Outcome>,
-    stop: Arc<Stop>,
-) {
+/// What a run sends through, and where its outcomes go.
+pub struct Channels {
+    pub client: Client,
+    pub tokens: Arc<Tokens>,
+    pub journal: Arc<Journal>,
+    pub outcomes: mpsc::Sender<Outcome>,
+    pub stop: Arc<Stop>,
+}
+
+pub async fn run(mut input: mpsc::Receiver<Outgoing>, settings: Settings, channels: Channels) {
     // `rate` and the burst are at least 1 (campaign validation, `burst()`).
     let quota = Quota::per_second(NonZeroU32::new(settings.rate).unwrap_or(NonZeroU32::MIN))
         .allow_burst(NonZeroU32::new(settings.burst()).unwrap_or(NonZeroU32::MIN));
     let concurrency = settings.concurrency.max(1);
+    let Channels {
+        client,
+        tokens,
+        journal,
+        outcomes,
+        stop,
+    } = channels;
     let shared = Arc::new(Shared {
         client,
         tokens,
+        journal,
         limiter: RateLimiter::direct(quota),
         inflight: Semaphore::new(concurrency),
         stop,
         outcomes,
+        paused_until: Mutex::new(None),
+        health: Mutex::new(Health::new(settings.error_threshold)),
     });
     // Messages being worked on (in flight or backing off). Bounded, so memory stays flat.
     let queued = (concurrency * 4) as u32;
@@ -235,7 +332,12 @@ async fn deliver(ctx: &Shared, msg: Outgoing) {
     let mut refreshes = 0;
     let mut backoff = Backoff::default();
     let first = Instant::now();
+    // WeChat de-duplicates a `client_msg_id` for a while after its first use.
+    let dedup_until = msg
+        .deduplicated
+        .then(|| msg.first_started.unwrap_or_else(SystemTime::now) + DEDUP_WINDOW);
     loop {
+        ctx.wait_out_pause().await;
         let permit = tokio::select! {
             p = ctx.inflight.acquire() => p,
             _ = ctx.stop.stopped() => return,
@@ -248,6 +350,11 @@ async fn deliver(ctx: &Shared, msg: Outgoing) {
             Ok(t) => t,
             Err(e) => return ctx.stop.trigger(StopReason::Token(e)),
         };
+        if attempts == 0
+            && let Err(e) = ctx.journal.started(&msg.openid, msg.row)
+        {
+            return ctx.stop.trigger(StopReason::Report(e.to_string()));
+        }
         attempts += 1;
         let sent_at = SystemTime::now();
         let started = Instant::now();
@@ -270,6 +377,7 @@ async fn deliver(ctx: &Shared, msg: Outgoing) {
             latency: Some(latency),
             payload: None,
         };
+        let ambiguous = matches!(result, Err(SendError::Ambiguous(_)));
         let action = match result {
             Ok(reply) => {
                 outcome.errcode = Some(reply.errcode);
@@ -283,16 +391,22 @@ async fn deliver(ctx: &Shared, msg: Outgoing) {
                 Action::Retry
             }
             Err(e @ SendError::Ambiguous(_)) => {
-                outcome.status = Status::Unknown;
                 outcome.errmsg = e.to_string();
-                return emit(ctx, outcome).await;
+                if dedup_until.is_some_and(|until| SystemTime::now() < until) {
+                    // WeChat delivers one message per openid + client_msg_id in the window.
+                    Action::Retry
+                } else {
+                    outcome.status = Status::Unknown;
+                    return emit(ctx, outcome, true).await;
+                }
             }
         };
         let wait = match action {
-            Action::Done => return emit(ctx, outcome).await,
+            Action::Done => return emit(ctx, outcome, false).await,
             Action::RecipientFailed => {
                 outcome.status = Status::Failed;
-                return emit(ctx, outcome).await;
+                let systemic = outcome.errcode.is_none_or(|c| !errcode::is_known(c));
+                return emit(ctx, outcome, systemic).await;
             }
             Action::Abort => {
                 return ctx.stop.trigger(StopReason::Api {
@@ -314,11 +428,20 @@ async fn deliver(ctx: &Shared, msg: Outgoing) {
             }
             Action::Retry => backoff.next_delay(),
             Action::RetryAfter(d) => backoff.next_delay().max(d),
+            Action::Pause(d) => {
+                ctx.pause(d);
+                backoff.next_delay()
+            }
         };
         if attempts >= MAX_ATTEMPTS || first.elapsed() + wait > MAX_RETRY_TIME {
-            outcome.status = Status::Failed;
+            // If the last attempt's answer was lost, it may have been delivered.
+            outcome.status = if ambiguous {
+                Status::Unknown
+            } else {
+                Status::Failed
+            };
             outcome.errmsg = format!("gave up after {attempts} attempts: {}", outcome.errmsg);
-            return emit(ctx, outcome).await;
+            return emit(ctx, outcome, true).await;
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -327,7 +450,38 @@ async fn deliver(ctx: &Shared, msg: Outgoing) {
     }
 }
 
-async fn emit(ctx: &Shared, outcome: Outcome) {
+impl Shared {
+    /// Holds every send back for `d` (the account is throttled).
+    fn pause(&self, d: Duration) {
+        let until = Instant::now() + d;
+        let mut p = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if p.is_none_or(|cur| cur < until) {
+            *p = Some(until);
+        }
+    }
+
+    async fn wait_out_pause(&self) {
+        let until = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(until) = until.filter(|u| *u > Instant::now()) {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = self.stop.stopped() => {}
+            }
+        }
+    }
+}
+
+/// Hands an outcome to the report writer, and to the health check. `systemic`: the failure
+/// is not about this recipient.
+async fn emit(ctx: &Shared, outcome: Outcome, systemic: bool) {
+    let verdict = ctx
+        .health
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .observe(&outcome, systemic);
+    if let Some(why) = verdict {
+        ctx.stop.trigger(StopReason::Unhealthy(why));
+    }
     // The report writer outlives the dispatcher; if it died, its error ends the run anyway.
     let _ = ctx.outcomes.send(outcome).await;
 }
@@ -376,9 +530,55 @@ mod tests {
         let s = |rate| Settings {
             rate,
             concurrency: 1,
+            error_threshold: 0.5,
         };
         assert_eq!(s(50).burst(), 1);
         assert_eq!(s(1000).burst(), 10);
+    }
+
+    fn failed(code: Option<i64>, msg: &str) -> Outcome {
+        Outcome {
+            errcode: code,
+            ..Outcome::unsent(1, "o".into(), Status::Failed, msg.into())
+        }
+    }
+
+    #[test]
+    fn health_fires_when_most_recent_sends_fail_systemically() {
+        let mut h = Health::new(0.5);
+        let ok = Outcome::unsent(1, "o".into(), Status::Sent, String::new());
+        for _ in 0..10 {
+            assert_eq!(h.observe(&ok, false), None);
+        }
+        for i in 0..9 {
+            assert_eq!(h.observe(&failed(None, "timeout"), true), None, "{i}");
+        }
+        // 10 of 20: the threshold is reached.
+        assert!(h.observe(&failed(None, "timeout"), true).is_some());
+    }
+
+    #[test]
+    fn health_fires_on_a_streak_of_the_same_suspicious_failure() {
+        let mut h = Health::new(1.0);
+        let f = |rid| {
+            failed(
+                Some(47003),
+                &format!("argument invalid! data.thing1.value invalid rid: {rid}"),
+            )
+        };
+        for i in 0..STREAK_LIMIT - 1 {
+            assert_eq!(h.observe(&f(i), false), None);
+        }
+        let why = h.observe(&f(99), false).unwrap();
+        assert!(why.contains("47003"), "{why}");
+        // Recipient failures like 43004 never form a streak.
+        let mut h = Health::new(1.0);
+        for _ in 0..100 {
+            assert_eq!(
+                h.observe(&failed(Some(43004), "require subscribe"), false),
+                None
+            );
+        }
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! - [`render`]: Tera compiled once → [`wechat::message::Outgoing`] bodies.
 //! - [`dispatch`]: rate limit → concurrency → send → classify → retry → [`dispatch::Outcome`].
 //! - [`wechat`]: the HTTP API: client, tokens, errcode table, message bodies, field rules.
-//! - [`report`]: the CSV report/journal: append + flush, read back to resume.
+//! - [`report`]: the CSV report: append + flush, read back to resume.
+//! - [`journal`]: beside the report: its campaign, and every send started before it leaves.
+//! - [`resume`]: report + journal → what is done, what was in flight, whose report it is.
 //! - [`progress`]: progress bar or lines, and the summary.
 //! - [`sandbox`]: the WeChat API emulator on 127.0.0.1.
 
@@ -21,10 +23,12 @@ pub mod campaign;
 pub mod cli;
 pub mod commands;
 pub mod dispatch;
+pub mod journal;
 pub mod progress;
 pub mod recipients;
 pub mod render;
 pub mod report;
+pub mod resume;
 pub mod sandbox;
 pub mod wechat;
 
@@ -49,6 +53,10 @@ pub enum Error {
     /// The report cannot be used to resume (another campaign's, a dry run's, corrupt).
     #[error(transparent)]
     Report(#[from] report::Error),
+    #[error(transparent)]
+    Resume(#[from] resume::Error),
+    #[error(transparent)]
+    Journal(#[from] journal::Error),
     /// The run stopped before the end; the message says why and how to resume.
     #[error("{0}")]
     Aborted(String),
@@ -72,7 +80,11 @@ impl Error {
             | Error::Rows(..)
             | Error::Usage(_) => 2,
             Error::Report(report::Error::Invalid { .. }) => 2,
-            Error::Report(report::Error::Io { .. }) | Error::Aborted(_) => 1,
+            Error::Resume(resume::Error::Refused(_) | resume::Error::Recipients(_)) => 2,
+            Error::Resume(_)
+            | Error::Journal(_)
+            | Error::Report(report::Error::Io { .. })
+            | Error::Aborted(_) => 1,
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::recipients::Recipient;
 use crate::wechat::fields;
 use crate::wechat::message::{
     Data, DataField, Endpoint, LegacyMiniMessage, Miniprogram, Outgoing, SubscribeMessage,
-    TemplateMessage,
+    TemplateMessage, client_msg_id,
 };
 
 /// A template that does not compile, or a row that does not render.
@@ -65,6 +65,8 @@ pub struct Renderer {
     emphasis_keyword: Option<String>,
     miniprogram_state: Option<String>,
     lang: Option<String>,
+    /// Set for sends: official messages then carry a `client_msg_id` derived from it.
+    run_id: Option<String>,
 }
 
 const URL: &str = "url";
@@ -122,7 +124,15 @@ impl Renderer {
             emphasis_keyword: campaign.emphasis_keyword.clone(),
             miniprogram_state: campaign.miniprogram_state.clone(),
             lang: campaign.lang.clone(),
+            run_id: None,
         })
+    }
+
+    /// Makes official messages carry the `client_msg_id` of `run_id` (see
+    /// [`crate::wechat::message::client_msg_id`]).
+    pub fn with_run_id(mut self, run_id: &str) -> Self {
+        self.run_id = Some(run_id.to_owned());
+        self
     }
 
     /// The message for `r`, serialized and ready to send.
@@ -177,14 +187,21 @@ impl Renderer {
                     }),
                     None => None,
                 };
+                let client_msg_id = self
+                    .run_id
+                    .as_deref()
+                    .map(|id| client_msg_id(id, &r.openid));
                 let m = TemplateMessage {
                     touser,
                     template_id,
                     url,
                     miniprogram,
+                    client_msg_id,
                     data,
                 };
-                Outgoing::new(r.row, r.openid.clone(), Endpoint::TemplateSend, &m)
+                let mut out = Outgoing::new(r.row, r.openid.clone(), Endpoint::TemplateSend, &m);
+                out.deduplicated = m.client_msg_id.is_some();
+                out
             }
             Kind::Subscribe => {
                 let m = SubscribeMessage {

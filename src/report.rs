@@ -231,7 +231,7 @@ fn one_line(s: &str) -> String {
 }
 
 /// If the file does not end with a newline, drops the partial last line.
-fn cut_partial_line(file: &mut File) -> io::Result<()> {
+pub(crate) fn cut_partial_line(file: &mut File) -> io::Result<()> {
     let len = file.metadata()?.len();
     if len == 0 {
         return Ok(());
@@ -270,9 +270,51 @@ impl Done {
     pub fn has_openid(&self, openid: &str) -> bool {
         self.openids.contains(&key(openid))
     }
+    /// Counts `openid` as done (its outcome is about to be written).
+    pub fn insert(&mut self, openid: &str) {
+        self.openids.insert(key(openid));
+    }
     pub fn has_skipped_row(&self, row: u64) -> bool {
         self.skipped_rows.contains(&row)
     }
+}
+
+/// Removes the `unknown` rows of the report at `path` (so those recipients are sent again),
+/// by writing the rest to a temporary file that then replaces it. Returns how many.
+pub fn drop_unknown(path: &Path) -> Result<u64, Error> {
+    let io_err = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let csv_err = |e: csv::Error| Error::Invalid {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let tmp = path.with_extension("csv.tmp");
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(false)
+        .from_path(path)
+        .map_err(csv_err)?;
+    let mut w = csv::WriterBuilder::new()
+        .flexible(true)
+        .from_writer(BufWriter::new(File::create(&tmp).map_err(io_err)?));
+    let mut dropped = 0;
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(csv_err)?;
+        if i > 0 && rec.get(1) == Some(Status::Unknown.as_str()) {
+            dropped += 1;
+            continue;
+        }
+        w.write_record(&rec).map_err(csv_err)?;
+    }
+    let file = w.into_inner().map_err(|e| io_err(e.into_error()))?;
+    file.into_inner()
+        .map_err(|e| io_err(e.into_error()))?
+        .sync_data()
+        .map_err(io_err)?;
+    std::fs::rename(&tmp, path).map_err(io_err)?;
+    Ok(dropped)
 }
 
 /// Reads the report at `path` for resuming.
@@ -378,6 +420,20 @@ mod tests {
         let done = read(&path).unwrap();
         assert_eq!(done.rows, 2);
         assert!(done.has_openid("c") && !done.has_openid("b"));
+    }
+
+    #[test]
+    fn unknown_rows_can_be_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let mut w = Writer::create(&path, false).unwrap();
+        w.write(&outcome("a", 1, Status::Sent)).unwrap();
+        w.write(&outcome("b", 2, Status::Unknown)).unwrap();
+        w.finish().unwrap();
+        assert_eq!(drop_unknown(&path).unwrap(), 1);
+        let done = read(&path).unwrap();
+        assert_eq!(done.rows, 1);
+        assert!(!done.has_openid("b"));
     }
 
     #[test]

@@ -11,8 +11,10 @@ pub enum Action {
     Done,
     /// Transient: retry with jittered exponential backoff (bounded).
     Retry,
-    /// Throttled for a known period: wait at least this long, then retry.
+    /// This recipient is throttled: wait at least this long, then retry it.
     RetryAfter(Duration),
+    /// The whole account is throttled: pause every send this long, then retry.
+    Pause(Duration),
     /// The access token was rejected: refresh it (once, for all workers) and retry.
     RefreshToken,
     /// This recipient cannot get the message: record it and go on.
@@ -21,8 +23,11 @@ pub enum Action {
     Abort,
 }
 
-/// How long 45011 ("api minute-quota reach limit, must slower, retry next minute") waits.
+/// How long 45011 ("api minute-quota reach limit, must slower, retry next minute") pauses
+/// all sends, and 43117 ("sending messages to this openid too frequently") waits.
 pub const MINUTE_QUOTA_PAUSE: Duration = Duration::from_secs(60);
+/// How long the old-style 45009 "api freq out of limit" pauses all sends.
+pub const FREQ_PAUSE: Duration = Duration::from_secs(1);
 
 use Action::*;
 
@@ -84,14 +89,14 @@ const TABLE: &[(i64, Action, &str)] = &[
     (43116, Abort, "template banned"),
     (
         43117,
-        RecipientFailed,
+        RetryAfter(MINUTE_QUOTA_PAUSE),
         "sending to this openid too frequently",
     ),
     (44002, Abort, "empty POST body (client bug)"),
     (45009, Abort, "daily API quota reached"),
     (
         45011,
-        RetryAfter(MINUTE_QUOTA_PAUSE),
+        Pause(MINUTE_QUOTA_PAUSE),
         "per-minute API quota reached",
     ),
     (45047, RecipientFailed, "message count limit for this user"),
@@ -117,11 +122,22 @@ pub fn classify(errcode: i64, errmsg: &str) -> Action {
     match errcode {
         // 45009 is the daily quota ("reach max api daily quota limit"), except in old docs where
         // it means "api freq out of limit": that one passes, so back off like a minute quota.
-        45009 if !errmsg.contains("daily") => RetryAfter(Duration::from_secs(1)),
+        45009 if !errmsg.contains("daily") => Pause(FREQ_PAUSE),
         // Unknown codes: record the recipient as failed; the summary groups them by code, and
         // the run goes on (a wrong guess costs one row, not the campaign).
         _ => entry(errcode).map_or(RecipientFailed, |e| e.1),
     }
+}
+
+/// Codes whose failure, repeated for many recipients in a row, is about the campaign rather
+/// than the recipients (a template field every row fills wrongly; an account restriction).
+pub fn suspicious_when_repeated(errcode: i64) -> bool {
+    matches!(errcode, 47003 | 50002)
+}
+
+/// Whether the table knows `errcode`.
+pub fn is_known(errcode: i64) -> bool {
+    entry(errcode).is_some()
 }
 
 /// What an errcode means, for summaries and reports.
@@ -189,11 +205,9 @@ mod tests {
             classify(45009, "reach max api daily quota limit rid: x"),
             Abort
         );
-        assert!(matches!(
-            classify(45009, "api freq out of limit"),
-            RetryAfter(_)
-        ));
-        assert_eq!(classify(45011, ""), RetryAfter(MINUTE_QUOTA_PAUSE));
+        assert_eq!(classify(45009, "api freq out of limit"), Pause(FREQ_PAUSE));
+        assert_eq!(classify(45011, ""), Pause(MINUTE_QUOTA_PAUSE));
+        assert_eq!(classify(43117, ""), RetryAfter(MINUTE_QUOTA_PAUSE));
         assert_eq!(classify(99999, ""), RecipientFailed);
     }
 }

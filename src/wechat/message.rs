@@ -5,6 +5,8 @@
 //! non-ASCII characters raw, as WeChat requires (a `\uXXXX` escape can answer 40033).
 //! The access token is never part of a body: it travels in the query string.
 
+use std::time::{Duration, SystemTime};
+
 use bytes::Bytes;
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -58,6 +60,10 @@ pub struct TemplateMessage {
     pub url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub miniprogram: Option<Miniprogram>,
+    /// WeChat delivers one message per openid + `client_msg_id` within about 10 minutes, so
+    /// a send whose answer was lost can be repeated safely inside that window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<String>,
     pub data: Data,
 }
 
@@ -97,6 +103,25 @@ pub struct Outgoing {
     pub openid: String,
     pub endpoint: Endpoint,
     pub body: Bytes,
+    /// The body carries a `client_msg_id`: WeChat de-duplicates it for [`DEDUP_WINDOW`].
+    pub deduplicated: bool,
+    /// When this recipient's first request left, if in an earlier run (a resend of a send
+    /// whose outcome was lost); the de-duplication window counts from then.
+    pub first_started: Option<SystemTime>,
+}
+
+/// How long after its first use a `client_msg_id` is relied on to de-duplicate: WeChat
+/// documents 10 minutes; the margin covers clock skew and the request's own duration.
+pub const DEDUP_WINDOW: Duration = Duration::from_secs(9 * 60);
+
+/// The `client_msg_id` of a recipient in a run: deterministic, so every attempt and every
+/// resume of the run uses the same one, and ≤ 64 ASCII bytes.
+pub fn client_msg_id(run_id: &str, openid: &str) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3Default::new();
+    h.update(run_id.as_bytes());
+    h.update(b"\0");
+    h.update(openid.as_bytes());
+    format!("wxp-{:032x}", h.digest128())
 }
 
 impl Outgoing {
@@ -109,6 +134,8 @@ impl Outgoing {
             openid,
             endpoint,
             body: Bytes::from(body),
+            deduplicated: false,
+            first_started: None,
         }
     }
 
