@@ -85,6 +85,9 @@ pub struct SandboxArgs {
     /// Fraction of sends answered -1 "system busy" (0 to 1).
     #[arg(long, default_value_t = 0.0)]
     pub busy: f64,
+    /// Fraction of sends processed whose answer is then lost (connection broken), 0 to 1.
+    #[arg(long, default_value_t = 0.0)]
+    pub reset: f64,
     /// Delay before each send is answered, e.g. 50ms.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     pub latency: Duration,

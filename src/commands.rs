@@ -603,6 +603,7 @@ async fn serve_sandbox(args: SandboxArgs) -> Result<(), Error> {
         secret: args.secret,
         token_ttl: args.token_ttl,
         busy_ratio: args.busy,
+        reset_ratio: args.reset,
         latency: args.latency,
         rate_limit: args.rate_limit,
         daily_quota: args.daily_quota,
@@ -611,8 +612,13 @@ async fn serve_sandbox(args: SandboxArgs) -> Result<(), Error> {
         seed: args.seed,
         ..sandbox::Knobs::default()
     };
-    if !(0.0..=1.0).contains(&knobs.busy_ratio) {
-        return Err(Error::Usage("--busy must be between 0 and 1".into()));
+    if ![knobs.busy_ratio, knobs.reset_ratio]
+        .iter()
+        .all(|r| (0.0..=1.0).contains(r))
+    {
+        return Err(Error::Usage(
+            "--busy and --reset must be between 0 and 1".into(),
+        ));
     }
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
     let sb = Sandbox::start(addr, knobs)

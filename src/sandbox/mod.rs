@@ -16,18 +16,18 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State as AxState};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use state::{Credentials, Issued, SendAnswer, State};
+use state::{Arrival, Credentials, Fate, Issued, SendAnswer, State};
 use validate::{Endpoint, Reject, check_body};
 
 /// The AppSecret the sandbox accepts unless configured otherwise.
@@ -67,8 +67,24 @@ pub struct Knobs {
     /// `true`: `/cgi-bin/message/wxopen/template/send` answers 45103, as the
     /// real (retired) API does.
     pub legacy_retired: bool,
-    /// Seed of the RNG behind `busy_ratio` (and token strings), for reproducible runs.
+    /// Seed of the RNGs behind `busy_ratio` and `reset_ratio` (and token
+    /// strings), for reproducible runs.
     pub seed: u64,
+    /// Fraction (0..=1) of send requests answered errcode 0 (accepted ones
+    /// and `client_msg_id` repeats) whose answer is lost: the request is
+    /// processed, counted and recorded normally, then the connection is
+    /// closed without an answer (hyper has not flushed the status line yet),
+    /// so the client's request fails with "connection closed before message
+    /// completed" (reqwest: `.send()` errors). Decided with its own
+    /// seeded RNG, independently of `busy_ratio`. Counted in
+    /// [`Stats::resets`].
+    pub reset_ratio: f64,
+    /// `Some(n)`: the n-th send request (1-based, counting every request to
+    /// the three send endpoints in arrival order, wrong-method ones included)
+    /// and every later one is processed, counted and recorded normally, then
+    /// its answer is held until [`Sandbox::release`]. `Some(0)` acts like
+    /// `Some(1)`. Counted in [`Stats::held`].
+    pub hold_from: Option<u64>,
 }
 
 impl Default for Knobs {
@@ -84,6 +100,8 @@ impl Default for Knobs {
             fail_prefixes: Vec::new(),
             legacy_retired: false,
             seed: 0,
+            reset_ratio: 0.0,
+            hold_from: None,
         }
     }
 }
@@ -107,6 +125,13 @@ pub struct Stats {
     pub duplicate_deliveries: u64,
     /// Most send requests that arrived within any sliding 1 s window.
     pub max_sends_in_1s: u64,
+    /// Sends answered 0 as a repeat of an earlier accepted (touser,
+    /// client_msg_id) within 10 minutes (not counted in `accepted`).
+    pub client_msg_id_repeats: u64,
+    /// Send answers lost to `reset_ratio` (their requests were processed).
+    pub resets: u64,
+    /// Send requests whose answer was held by `hold_from`.
+    pub held: u64,
 }
 
 /// One recorded send request.
@@ -122,10 +147,23 @@ pub struct Recorded {
     pub at_ms: u64,
 }
 
+/// Counters that can be waited for (see [`Sandbox::wait_for_sends`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Progress {
+    /// Mirrors `Stats::send_requests` (updated after it).
+    sends: u64,
+    /// Mirrors `Stats::held` (updated after it).
+    held: u64,
+}
+
 /// State shared by all request handlers.
 struct Shared {
     state: Mutex<State>,
     latency: Duration,
+    progress: watch::Sender<Progress>,
+    /// `true` once [`Sandbox::release`] was called. Its sender lives in the
+    /// [`Sandbox`]: when that is dropped or shut down, held answers give up.
+    released: watch::Receiver<bool>,
 }
 
 impl Shared {
@@ -134,15 +172,53 @@ impl Shared {
         // off; keep serving rather than propagate the poison.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Step 1 of both send handlers: counts the arrival and wakes waiters.
+    fn arrive(&self) -> Arrival {
+        let arrival = self.lock().arrive(Instant::now());
+        let n = arrival.ordinal();
+        self.progress.send_if_modified(|p| {
+            let changed = n > p.sends;
+            p.sends = p.sends.max(n);
+            changed
+        });
+        arrival
+    }
+
+    /// After the answer is decided and recorded: its hold/reset fate.
+    fn fate(&self, st: &mut State, arrival: Arrival, errcode: i64) -> Fate {
+        let released = *self.released.borrow();
+        st.fate(arrival, errcode, released)
+    }
+
+    /// Delivers `answer` according to `fate`: waits while it is held, and
+    /// breaks the connection instead when it is lost (or when the sandbox
+    /// goes away while it is held).
+    async fn deliver(&self, fate: Fate, answer: impl FnOnce() -> Response) -> Response {
+        if fate.held {
+            self.progress.send_modify(|p| p.held += 1);
+            let mut released = self.released.clone();
+            let ok = released.wait_for(|r| *r).await.is_ok();
+            if !ok {
+                return broken_response("sandbox stopped while the answer was held");
+            }
+        }
+        if fate.lost {
+            broken_response("answer lost (reset_ratio)")
+        } else {
+            answer()
+        }
+    }
 }
 
 /// A running sandbox. Dropping it stops the server (like [`Sandbox::shutdown`]
-/// without waiting).
+/// without waiting; held answers are then never sent).
 pub struct Sandbox {
     addr: SocketAddr,
     shared: Arc<Shared>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
+    release: watch::Sender<bool>,
 }
 
 impl Sandbox {
@@ -151,9 +227,12 @@ impl Sandbox {
     pub async fn start(addr: SocketAddr, knobs: Knobs) -> std::io::Result<Sandbox> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let (release, released) = watch::channel(false);
         let shared = Arc::new(Shared {
             latency: knobs.latency,
             state: Mutex::new(State::new(knobs, Instant::now())),
+            progress: watch::Sender::new(Progress::default()),
+            released,
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let server =
@@ -171,6 +250,7 @@ impl Sandbox {
             shared,
             stop,
             task,
+            release,
         })
     }
 
@@ -206,14 +286,44 @@ impl Sandbox {
         self.shared.lock().next_day();
     }
 
+    /// Turns `hold_from` off for good: held answers are sent now (or lost,
+    /// if `reset_ratio` picked them) and later requests are not held.
+    /// Idempotent.
+    pub fn release(&self) {
+        self.release.send_replace(true);
+    }
+
+    /// Completes once `stats().send_requests >= n`. A request counts when it
+    /// arrives, before it is processed; use [`Sandbox::wait_for_held`] to
+    /// know that held requests were processed.
+    pub async fn wait_for_sends(&self, n: u64) {
+        let mut rx = self.shared.progress.subscribe();
+        // The sender lives in `self.shared`, so it cannot close while we wait.
+        let _ = rx.wait_for(|p| p.sends >= n).await;
+    }
+
+    /// Completes once `stats().held >= n`, i.e. n requests were processed
+    /// (accepted, counted, recorded) and their answers are being held.
+    pub async fn wait_for_held(&self, n: u64) {
+        let mut rx = self.shared.progress.subscribe();
+        let _ = rx.wait_for(|p| p.held >= n).await;
+    }
+
     /// Stops accepting connections and waits (up to 5 s) for open ones.
+    /// Held answers are not sent: their connections are broken.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(());
-        let abort = self.task.abort_handle();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.task)
-            .await
-            .is_err()
-        {
+        let Sandbox {
+            stop,
+            task,
+            release,
+            ..
+        } = self;
+        // Wakes held handlers with "sender gone": they break their connections
+        // so the graceful shutdown does not wait for them.
+        drop(release);
+        let _ = stop.send(());
+        let abort = task.abort_handle();
+        if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
             abort.abort();
         }
     }
@@ -341,10 +451,10 @@ impl StableRequest {
     }
 }
 
-/// A POST to one of the three send endpoints: the pipeline of steps 1–11.
+/// A POST to one of the three send endpoints: the pipeline of steps 1–12.
 async fn send(AxState(sh): Shr, ep: Endpoint, RawQuery(q): RawQuery, body: Bytes) -> Response {
     // (1) arrival
-    let arrival = sh.lock().arrive(Instant::now());
+    let arrival = sh.arrive();
     // (2) latency
     if !sh.latency.is_zero() {
         tokio::time::sleep(sh.latency).await;
@@ -359,32 +469,36 @@ async fn send(AxState(sh): Shr, ep: Endpoint, RawQuery(q): RawQuery, body: Bytes
         Err(_) => (Value::Null, Err(Reject::format("body is not JSON"))),
     };
     let token = q.as_deref().and_then(|q| query_get(q, "access_token"));
-    let answer = {
+    let (answer, fate) = {
         let mut st = sh.lock();
         let answer = st.decide_send(ep, token.as_deref(), &checked, Instant::now());
         st.finish_send(arrival, ep.path(), value, answer.errcode());
-        answer
+        let fate = sh.fate(&mut st, arrival, answer.errcode());
+        (answer, fate)
     };
-    match answer {
+    // (12) hold_from / reset_ratio
+    sh.deliver(fate, || match answer {
         SendAnswer::Ok { msgid } => json_response(&OkBody {
             errcode: 0,
             errmsg: "ok",
             msgid,
         }),
         SendAnswer::Err(r) => error_response(&r),
-    }
+    })
+    .await
 }
 
 /// A send endpoint called with another method than POST: 43002, counted and
 /// recorded like any other send answer.
 async fn send_wrong_method(AxState(sh): Shr, ep: Endpoint) -> Response {
     let r = Reject::new(43002, "require POST method");
-    {
+    let arrival = sh.arrive();
+    let fate = {
         let mut st = sh.lock();
-        let arrival = st.arrive(Instant::now());
         st.finish_send(arrival, ep.path(), Value::Null, r.code);
-    }
-    error_response(&r)
+        sh.fate(&mut st, arrival, r.code)
+    };
+    sh.deliver(fate, || error_response(&r)).await
 }
 
 /// 43001 `require GET method` / 43002 `require POST method`.
@@ -446,6 +560,27 @@ fn error_response(r: &Reject) -> Response {
         errcode: r.code,
         errmsg: format!("{} rid: {}", r.msg, rid()),
     })
+}
+
+/// A 200 whose body fails before its first byte: hyper then closes the
+/// connection before flushing even the status line, and the client sees an
+/// incomplete response, as with a TCP reset after WeChat processed the
+/// request.
+fn broken_response(why: &'static str) -> Response {
+    let body = Body::from_stream(futures::stream::once(async move {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            why,
+        ))
+    }));
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(JSON_CONTENT_TYPE),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 fn token_response(result: Result<Issued, Reject>) -> Response {
@@ -772,6 +907,195 @@ mod tests {
             assert_eq!(r["errcode"], 0);
             assert!(!text.contains("msgid"));
         }
+        sb.shutdown().await;
+    }
+
+    /// A stable token from the sandbox at `base`.
+    async fn token(c: &reqwest::Client, base: &str) -> String {
+        let (tok, _) = post_json(
+            c,
+            &format!("{base}/cgi-bin/stable_token"),
+            stable_body(false),
+        )
+        .await;
+        tok["access_token"].as_str().expect("token").to_owned()
+    }
+
+    /// Bound for waits that must finish; generous so slow CI does not flake.
+    const MUST_FINISH: Duration = Duration::from_secs(10);
+
+    /// POSTs `body` and reads the whole answer as JSON; `Err` for any
+    /// transport error (send, body read) or a non-JSON body.
+    async fn try_send(c: reqwest::Client, url: String, body: Value) -> Result<Value, String> {
+        let resp = c
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        let bytes = resp.bytes().await.map_err(|e| format!("body: {e}"))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("json: {e}"))
+    }
+
+    fn tpl_body(touser: &str) -> Value {
+        json!({"touser": touser, "template_id": "tpl", "data": {"k1": {"value": "v"}}})
+    }
+
+    #[tokio::test]
+    async fn reset_ratio_loses_processed_answers() {
+        let sb = start(Knobs {
+            reset_ratio: 1.0,
+            ..Knobs::default()
+        })
+        .await;
+        let base = sb.base_url();
+        let c = reqwest::Client::new();
+        let token = token(&c, &base).await;
+        let url = format!("{base}/cgi-bin/message/template/send?access_token={token}");
+
+        // No clean answer: hyper closes the connection before the status
+        // line is flushed, so `.send()` fails (IncompleteMessage); a failing
+        // `.bytes()` would be as good.
+        let r = try_send(c.clone(), url.clone(), tpl_body("o_1")).await;
+        assert!(r.is_err(), "got a clean answer: {r:?}");
+
+        let s = sb.stats();
+        assert_eq!((s.send_requests, s.accepted, s.resets), (1, 1, 1));
+        assert_eq!(s.by_errcode.get(&0), Some(&1));
+        let recs = sb.requests();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(
+            (recs[0].errcode, &recs[0].body["touser"]),
+            (0, &json!("o_1"))
+        );
+
+        // Rejected answers are delivered; the client recovers from the broken
+        // connection (a new one is opened).
+        let bad = format!("{base}/cgi-bin/message/template/send?access_token=sbx_bogus");
+        let e = try_send(c.clone(), bad, tpl_body("o_2")).await;
+        assert_eq!(e.expect("clean answer")["errcode"], 40014);
+        // A second accepted send is lost too, and consumed a msgid.
+        assert!(try_send(c.clone(), url, tpl_body("o_3")).await.is_err());
+        let s = sb.stats();
+        assert_eq!((s.send_requests, s.accepted, s.resets), (3, 2, 2));
+        let stats = get_json(&c, &format!("{base}/sandbox/stats")).await;
+        assert_eq!(stats["resets"], 2);
+        assert_eq!(stats["held"], 0);
+        assert_eq!(stats["client_msg_id_repeats"], 0);
+        sb.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn hold_from_holds_until_release() {
+        let sb = start(Knobs {
+            hold_from: Some(2),
+            ..Knobs::default()
+        })
+        .await;
+        let base = sb.base_url();
+        let c = reqwest::Client::new();
+        let token = token(&c, &base).await;
+        let url = format!("{base}/cgi-bin/message/template/send?access_token={token}");
+
+        let first = try_send(c.clone(), url.clone(), tpl_body("o_1")).await;
+        assert_eq!(first.expect("first is answered")["errcode"], 0);
+        let mut second = tokio::spawn(try_send(c.clone(), url.clone(), tpl_body("o_2")));
+        tokio::time::timeout(MUST_FINISH, sb.wait_for_sends(2))
+            .await
+            .expect("second request arrives");
+        tokio::time::timeout(MUST_FINISH, sb.wait_for_held(1))
+            .await
+            .expect("second request is processed and held");
+        // The only time-based check: the answer does not come while held.
+        let pending = tokio::time::timeout(Duration::from_millis(200), &mut second).await;
+        assert!(pending.is_err(), "held answer was delivered: {pending:?}");
+        let s = sb.stats();
+        assert_eq!((s.send_requests, s.accepted, s.held), (2, 2, 1));
+        assert_eq!(sb.requests().len(), 2);
+        // Non-send endpoints are not held.
+        let stats = get_json(&c, &format!("{base}/sandbox/stats")).await;
+        assert_eq!(stats["held"], 1);
+
+        sb.release();
+        let answer = tokio::time::timeout(MUST_FINISH, second)
+            .await
+            .expect("released answer arrives")
+            .expect("task")
+            .expect("clean answer");
+        assert_eq!(answer["errcode"], 0);
+        assert_eq!(answer["msgid"].as_u64(), Some(state::FIRST_MSGID + 1));
+        // Later requests are not held.
+        let third = try_send(c.clone(), url, tpl_body("o_3")).await;
+        assert_eq!(third.expect("third is answered")["errcode"], 0);
+        sb.release();
+        let s = sb.stats();
+        assert_eq!((s.send_requests, s.accepted, s.held), (3, 3, 1));
+        // Already satisfied waits complete at once.
+        sb.wait_for_sends(3).await;
+        sb.wait_for_held(1).await;
+        sb.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_breaks_held_answers() {
+        let sb = start(Knobs {
+            hold_from: Some(1),
+            ..Knobs::default()
+        })
+        .await;
+        let base = sb.base_url();
+        let c = reqwest::Client::new();
+        let token = token(&c, &base).await;
+        let url = format!("{base}/cgi-bin/message/subscribe/send?access_token={token}");
+        let body = json!({"touser": "o1", "template_id": "t", "data": {"thing1": {"value": "hi"}}});
+        let held = tokio::spawn(try_send(c.clone(), url, body));
+        // Wrong-method requests to send endpoints are held as well.
+        let wrong = tokio::spawn({
+            let c = c.clone();
+            let u = format!("{base}/cgi-bin/message/template/send");
+            async move { c.get(u).send().await?.bytes().await }
+        });
+        tokio::time::timeout(MUST_FINISH, sb.wait_for_held(2))
+            .await
+            .expect("both requests are held");
+        assert_eq!(sb.stats().accepted, 1);
+        // Well below the 5 s grace: held handlers give up at once.
+        tokio::time::timeout(Duration::from_secs(4), sb.shutdown())
+            .await
+            .expect("shutdown does not wait for held answers");
+        let r = tokio::time::timeout(MUST_FINISH, held).await.expect("done");
+        assert!(r.expect("task").is_err(), "a held answer is never sent");
+        let r = tokio::time::timeout(MUST_FINISH, wrong)
+            .await
+            .expect("done");
+        assert!(r.expect("task").is_err());
+    }
+
+    #[tokio::test]
+    async fn client_msg_id_repeats_are_counted() {
+        let sb = start(Knobs::default()).await;
+        let base = sb.base_url();
+        let c = reqwest::Client::new();
+        let token = token(&c, &base).await;
+        let url = format!("{base}/cgi-bin/message/template/send?access_token={token}");
+        let mut body = tpl_body("o_1");
+        body["client_msg_id"] = json!("run1-row1");
+        let a = try_send(c.clone(), url.clone(), body.clone())
+            .await
+            .expect("a");
+        let b = try_send(c.clone(), url.clone(), body.clone())
+            .await
+            .expect("b");
+        assert_eq!(a["errcode"], 0);
+        assert_eq!(b, a, "a repeat gets the first answer's msgid");
+        body["touser"] = json!("o_2");
+        let other = try_send(c.clone(), url, body).await.expect("other");
+        assert_ne!(other["msgid"], a["msgid"]);
+        let s = sb.stats();
+        assert_eq!((s.accepted, s.client_msg_id_repeats), (2, 1));
+        assert_eq!(s.by_errcode.get(&0), Some(&3));
+        let stats = get_json(&c, &format!("{base}/sandbox/stats")).await;
+        assert_eq!(stats["client_msg_id_repeats"], 1);
         sb.shutdown().await;
     }
 

@@ -1,7 +1,8 @@
 //! The sandbox's mutable state and the logic that uses it: access tokens
 //! (classic supersession, stable grace, expiry), the send pipeline's stateful
 //! checks (busy, rate limit, daily quota, fail prefixes, form_id single use,
-//! client_msg_id dedupe), counters and the request record.
+//! client_msg_id dedupe), the fault knobs that act after the answer is decided
+//! (`reset_ratio`, `hold_from`), counters and the request record.
 //!
 //! Every function takes `now: Instant` instead of reading the clock, so the
 //! logic can be tested with explicit instants.
@@ -62,6 +63,23 @@ pub(crate) struct Arrival {
     at_ms: u64,
 }
 
+impl Arrival {
+    /// 1-based position among all send requests (equals `send_requests`
+    /// right after this request arrived).
+    pub(crate) fn ordinal(self) -> u64 {
+        self.seq + 1
+    }
+}
+
+/// What happens to a decided answer on its way back to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Fate {
+    /// `hold_from` applies: the answer waits until holding is released.
+    pub(crate) held: bool,
+    /// `reset_ratio` hit: the connection is broken instead of answering.
+    pub(crate) lost: bool,
+}
+
 /// The answer to a send request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SendAnswer {
@@ -86,6 +104,9 @@ pub(crate) struct State {
     knobs: Knobs,
     started: Instant,
     busy_rng: SmallRng,
+    /// Separate from `busy_rng` so that `reset_ratio` does not shift which
+    /// requests are busy for a given seed.
+    reset_rng: SmallRng,
     token_rng: SmallRng,
     tokens: HashMap<String, Token>,
     classic_current: Option<String>,
@@ -148,6 +169,7 @@ impl State {
             knobs,
             started,
             busy_rng: SmallRng::seed_from_u64(seed),
+            reset_rng: SmallRng::seed_from_u64(seed ^ 0xD1B5_4A32_D192_ED03),
             token_rng: SmallRng::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15),
             tokens: HashMap::new(),
             classic_current: None,
@@ -442,6 +464,7 @@ impl State {
                     if let Some(&(at, msgid)) = self.client_msg_ids.get(&key)
                         && now.duration_since(at) < CLIENT_MSG_ID_WINDOW
                     {
+                        self.stats.client_msg_id_repeats += 1;
                         return Ok(SendAnswer::Ok { msgid: Some(msgid) });
                     }
                     cmid_key = Some(key);
@@ -490,6 +513,19 @@ impl State {
                 self.client_msg_ids.remove(&key);
             }
         }
+    }
+
+    /// After [`State::finish_send`]: decides whether the answer is held
+    /// (`hold_from`, unless `released`) and whether it is lost (`reset_ratio`,
+    /// rolled only for errcode 0 answers), and counts both.
+    pub(crate) fn fate(&mut self, arrival: Arrival, errcode: i64, released: bool) -> Fate {
+        let held = !released && self.knobs.hold_from.is_some_and(|n| arrival.ordinal() >= n);
+        let ratio = self.knobs.reset_ratio;
+        // `ratio > 0.0` is false for NaN too.
+        let lost = errcode == 0 && ratio > 0.0 && self.reset_rng.random_bool(ratio.min(1.0));
+        self.stats.held += u64::from(held);
+        self.stats.resets += u64::from(lost);
+        Fate { held, lost }
     }
 
     /// Counts the answer of a send request and records it.
@@ -747,6 +783,7 @@ mod tests {
         assert_eq!(again, first);
         let s = st.stats();
         assert_eq!((s.accepted, s.duplicate_deliveries), (1, 0));
+        assert_eq!(s.client_msg_id_repeats, 1);
         assert_eq!(s.by_errcode.get(&0), Some(&2));
         // after 10 minutes it is a new message, and a duplicate delivery
         let later = send(
@@ -774,6 +811,10 @@ mod tests {
         );
         let s = st.stats();
         assert_eq!((s.accepted, s.duplicate_deliveries), (3, 1));
+        assert_eq!(
+            s.client_msg_id_repeats, 1,
+            "the 10-minute-later resend is new"
+        );
         // without client_msg_id, a resend is a duplicate delivery
         let x = send(
             &mut st,
@@ -943,6 +984,104 @@ mod tests {
         let busy = a.iter().filter(|&&c| c == -1).count();
         assert!(busy > 10 && busy < 54, "{busy}");
         assert!(a.iter().all(|&c| c == 0 || c == -1));
+    }
+
+    /// Runs the send pipeline like the HTTP handler, fate included.
+    fn send_with_fate(
+        st: &mut State,
+        token: &str,
+        body: Value,
+        released: bool,
+        now: Instant,
+    ) -> (SendAnswer, Fate) {
+        let arrival = st.arrive(now);
+        let checked = check_body(Endpoint::Template, &body);
+        let a = st.decide_send(Endpoint::Template, Some(token), &checked, now);
+        st.finish_send(arrival, Endpoint::Template.path(), body, a.errcode());
+        let fate = st.fate(arrival, a.errcode(), released);
+        (a, fate)
+    }
+
+    #[test]
+    fn reset_and_hold_fates() {
+        let (mut st, t0) = state(Knobs {
+            reset_ratio: 1.0,
+            hold_from: Some(3),
+            ..Knobs::default()
+        });
+        let tok = st.classic_token(CREDS, t0).expect("token").access_token;
+        let lost = Fate {
+            held: false,
+            lost: true,
+        };
+        // 1: accepted, then lost
+        let (a, f) = send_with_fate(&mut st, &tok, tpl("o1"), false, t0);
+        assert_eq!(a.errcode(), 0);
+        assert_eq!(f, lost);
+        // 2: rejected answers are never lost
+        let (a, f) = send_with_fate(&mut st, "sbx_bogus", tpl("o2"), false, t0);
+        assert_eq!(a.errcode(), 40014);
+        assert_eq!(f, Fate::default());
+        // 3 and later: held (rejected ones too), unless released
+        let (a, f) = send_with_fate(&mut st, "sbx_bogus", tpl("o3"), false, t0);
+        assert_eq!((a.errcode(), f.held, f.lost), (40014, true, false));
+        let (a, f) = send_with_fate(&mut st, &tok, tpl("o4"), false, t0);
+        assert_eq!((a.errcode(), f.held, f.lost), (0, true, true));
+        let (_, f) = send_with_fate(&mut st, &tok, tpl("o5"), true, t0);
+        assert_eq!(f, lost);
+        let s = st.stats();
+        assert_eq!((s.send_requests, s.accepted), (5, 3));
+        assert_eq!((s.resets, s.held), (3, 2));
+        assert_eq!(s.by_errcode.get(&0), Some(&3), "lost answers are still 0");
+        assert_eq!(st.requests().len(), 5);
+
+        // hold_from Some(0) holds from the first request; defaults hold nothing
+        let (mut st, t0) = state(Knobs {
+            hold_from: Some(0),
+            ..Knobs::default()
+        });
+        let (_, f) = send_with_fate(&mut st, "x", tpl("o1"), false, t0);
+        assert!(f.held);
+        let (mut st, t0) = state(Knobs::default());
+        let tok = st.classic_token(CREDS, t0).expect("token").access_token;
+        let (_, f) = send_with_fate(&mut st, &tok, tpl("o1"), false, t0);
+        assert_eq!(f, Fate::default());
+    }
+
+    #[test]
+    fn reset_ratio_is_seeded_and_independent_of_busy() {
+        let run = |seed, reset_ratio| {
+            let (mut st, t0) = state(Knobs {
+                busy_ratio: 0.5,
+                reset_ratio,
+                seed,
+                ..Knobs::default()
+            });
+            let tok = st.classic_token(CREDS, t0).expect("token").access_token;
+            (0..64)
+                .map(|i| {
+                    let (a, f) = send_with_fate(&mut st, &tok, tpl(&format!("o{i}")), false, t0);
+                    (a.errcode(), f.lost)
+                })
+                .collect::<Vec<_>>()
+        };
+        let with = run(7, 0.5);
+        assert_eq!(with, run(7, 0.5));
+        let codes = |v: &[(i64, bool)]| v.iter().map(|p| p.0).collect::<Vec<_>>();
+        assert_eq!(
+            codes(&with),
+            codes(&run(7, 0.0)),
+            "reset_ratio does not change which requests are busy"
+        );
+        assert!(with.iter().all(|&(c, lost)| c == 0 || !lost));
+        let lost = with.iter().filter(|p| p.1).count();
+        let ok = with.iter().filter(|p| p.0 == 0).count();
+        assert!(lost > 0 && lost < ok, "{lost} of {ok}");
+        // NaN and out-of-range ratios do not panic
+        for r in [f64::NAN, -1.0, 2.0] {
+            let v = run(1, r);
+            assert!(v.iter().all(|&(c, lost)| lost == (c == 0 && r > 1.0)));
+        }
     }
 
     #[test]

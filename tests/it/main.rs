@@ -4,4 +4,5 @@
 mod support;
 
 mod check;
+mod resume;
 mod send;

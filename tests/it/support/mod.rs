@@ -47,6 +47,34 @@ impl Sandbox {
         self.get().requests()
     }
 
+    /// Starts a new "day" for the daily quota.
+    pub fn next_day(&self) {
+        self.get().next_day()
+    }
+
+    /// Stops holding requests (`Knobs::hold_from`).
+    pub fn release(&self) {
+        self.get().release()
+    }
+
+    /// Blocks until `n` send requests have arrived (30 s at most, then panics).
+    pub fn wait_for_sends(&self, n: u64) {
+        self.wait(self.get().wait_for_sends(n), n, "sends arrived");
+    }
+
+    /// Blocks until `n` requests are processed and held (`Knobs::hold_from`).
+    pub fn wait_for_held(&self, n: u64) {
+        self.wait(self.get().wait_for_held(n), n, "requests held");
+    }
+
+    fn wait(&self, event: impl std::future::Future<Output = ()>, n: u64, what: &str) {
+        let limit = std::time::Duration::from_secs(30);
+        let waited = self
+            .rt
+            .block_on(async { tokio::time::timeout(limit, event).await });
+        assert!(waited.is_ok(), "never {n} {what}: {:?}", self.stats());
+    }
+
     /// Bodies of accepted (errcode 0) requests to `openid`.
     pub fn accepted_bodies(&self, openid: &str) -> Vec<serde_json::Value> {
         self.requests()
@@ -167,6 +195,16 @@ impl WxCmd {
         self
     }
 
+    /// Starts the command without waiting for it.
+    pub fn spawn(mut self) -> Child {
+        self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let command = format!("{:?}", self.cmd);
+        Child {
+            child: self.cmd.spawn().expect("wxpush starts"),
+            command,
+        }
+    }
+
     pub fn run(mut self) -> Run {
         let Output {
             status,
@@ -178,6 +216,39 @@ impl WxCmd {
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
             command: format!("{:?}", self.cmd),
+        }
+    }
+}
+
+/// A running `wxpush`.
+pub struct Child {
+    child: std::process::Child,
+    command: String,
+}
+
+impl Child {
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill_9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reaped");
+    }
+
+    /// Sends SIGINT, as Ctrl-C does.
+    pub fn interrupt(&self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill -INT runs");
+        assert!(status.success());
+    }
+
+    pub fn wait(self) -> Run {
+        let out = self.child.wait_with_output().expect("wxpush ends");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            command: self.command,
         }
     }
 }
@@ -220,7 +291,13 @@ impl Run {
 }
 
 /// A campaign over `n` generated recipients `o_test_00001`… with a `name` column.
+/// `extra_yaml` may replace the target: `target: mini` makes it a subscribe campaign.
 pub fn generated(w: &Workdir, n: usize, extra_yaml: &str) -> PathBuf {
+    let target = if extra_yaml.contains("target: mini") {
+        ""
+    } else {
+        "target: official\n"
+    };
     let mut csv = String::from("openid,name\n");
     for i in 1..=n {
         csv.push_str(&format!("o_test_{i:05},用户{i}\n"));
@@ -229,28 +306,39 @@ pub fn generated(w: &Workdir, n: usize, extra_yaml: &str) -> PathBuf {
     w.write(
         "c.yaml",
         format!(
-            "name: gen\ntarget: official\nappid: wx0123456789abcdef\ntemplate_id: TPL\n\
-             recipients: people.csv\ndata:\n  first: \"{{{{ name }}}}你好\"\n{extra_yaml}"
+            "name: gen\n{target}appid: wx0123456789abcdef\ntemplate_id: TPL\n\
+             recipients: people.csv\ndata:\n  thing1: \"{{{{ name }}}}你好\"\n{extra_yaml}"
         ),
     )
 }
 
 /// Every generated openid was accepted exactly once, and the report has one `sent` row each.
 pub fn assert_all_sent_once(w: &Workdir, sb: &Sandbox, n: usize, report: &str) {
+    let by_status = assert_exactly_once(w, sb, n, report);
+    assert_eq!(by_status.get("sent"), Some(&n), "{by_status:?}");
+}
+
+/// The sandbox delivered every one of the `n` generated openids, none twice, and the report
+/// has exactly one row per recipient (none lost, none repeated). Returns rows by status.
+pub fn assert_exactly_once(
+    w: &Workdir,
+    sb: &Sandbox,
+    n: usize,
+    report: &str,
+) -> std::collections::BTreeMap<String, usize> {
     let s = sb.stats();
-    assert_eq!(s.accepted, n as u64, "{s:?}");
-    assert_eq!(s.duplicate_deliveries, 0, "{s:?}");
+    assert_eq!(s.accepted, n as u64, "every recipient delivered: {s:?}");
+    assert_eq!(s.duplicate_deliveries, 0, "nobody twice: {s:?}");
     let rows = w.report(report);
-    assert_eq!(rows.len(), n, "report rows");
+    assert_eq!(rows.len(), n, "one report row per recipient");
     let mut seen = std::collections::HashSet::new();
+    let mut by_status = std::collections::BTreeMap::new();
     for r in &rows {
-        assert_eq!(r["status"], "sent", "{r:?}");
-        assert!(
-            seen.insert(r["openid"].clone()),
-            "two rows for {}",
-            r["openid"]
-        );
+        let first = seen.insert(r["openid"].clone());
+        assert!(first, "two rows for {}", r["openid"]);
+        *by_status.entry(r["status"].clone()).or_default() += 1;
     }
+    by_status
 }
 
 /// Sends a generated campaign of `n` recipients to a sandbox with `knobs`, and asserts that

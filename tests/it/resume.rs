@@ -1,0 +1,281 @@
+//! Never a double send, never a lost result: kill -9, Ctrl-C, resets, quotas, resume.
+//! Each test counts at the sandbox: deliveries per openid, and rows in the report.
+
+use crate::support::*;
+
+const REPORT: &str = "reports/gen.csv";
+
+/// Kills wxpush with SIGKILL while `concurrency` requests are held open at the sandbox
+/// (processed, unanswered), then resumes.
+fn kill_9_with_requests_in_flight(extra_yaml: &str) -> (Workdir, Sandbox, Run) {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        hold_from: Some(101),
+        ..Knobs::default()
+    });
+    generated(
+        &w,
+        300,
+        &format!("rate: 1000\nconcurrency: 8\n{extra_yaml}"),
+    );
+    let child = w.cmd(&["send", "c.yaml", "--yes"]).against(&sb).spawn();
+    // Requests 101..=108 are delivered but unanswered: all 8 permits are taken.
+    sb.wait_for_held(8);
+    child.kill_9();
+    sb.release();
+    assert_eq!(sb.stats().send_requests, 108);
+    let resumed = w
+        .cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(0);
+    (w, sb, resumed)
+}
+
+#[test]
+fn kill_9_then_resume_official_resends_in_flight_with_the_same_client_msg_id() {
+    let (w, sb, resumed) = kill_9_with_requests_in_flight("");
+    let by_status = assert_exactly_once(&w, &sb, 300, REPORT);
+    assert_eq!(by_status["sent"], 300, "{by_status:?}");
+    assert!(
+        resumed
+            .stdout
+            .contains("resuming: 100 of 300 recipients done")
+    );
+    assert!(resumed.stdout.contains("8 sends were in flight"));
+    // The 8 held ones were delivered before the kill; their repeats were de-duplicated.
+    assert_eq!(sb.stats().client_msg_id_repeats, 8);
+}
+
+#[test]
+fn kill_9_then_resume_subscribe_records_in_flight_as_unknown() {
+    let (w, sb, resumed) = kill_9_with_requests_in_flight("target: mini\n");
+    let by_status = assert_exactly_once(&w, &sb, 300, REPORT);
+    assert_eq!(by_status["unknown"], 8, "{by_status:?}");
+    assert_eq!(by_status["sent"], 292, "{by_status:?}");
+    assert!(
+        resumed.stdout.contains("recorded `unknown`"),
+        "{}",
+        resumed.stdout
+    );
+    // A resume after that finds nothing to do, and sends nothing.
+    let before = sb.stats().send_requests;
+    w.cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(0)
+        .stdout_has("nothing left to send");
+    assert_eq!(sb.stats().send_requests, before);
+}
+
+#[test]
+fn resend_unknown_is_an_explicit_opt_in() {
+    let (w, sb, _) = kill_9_with_requests_in_flight("target: mini\n");
+    w.cmd(&["send", "c.yaml", "--yes", "--resend-unknown"])
+        .against(&sb)
+        .run()
+        .expect(0)
+        .stdout_has("8 recipients recorded `unknown` will be sent again");
+    let rows = w.report(REPORT);
+    assert_eq!(rows.len(), 300);
+    assert!(rows.iter().all(|r| r["status"] == "sent"));
+    // Subscribe messages have no idempotency key: the user asked for these repeats.
+    assert_eq!(sb.stats().duplicate_deliveries, 8);
+}
+
+#[test]
+fn connection_resets_never_cause_a_duplicate() {
+    for (target, expect_unknown) in [("", false), ("target: mini\n", true)] {
+        let w = Workdir::new();
+        let sb = Sandbox::start(Knobs {
+            reset_ratio: 0.02,
+            seed: 3,
+            ..Knobs::default()
+        });
+        generated(&w, 500, &format!("rate: 1000\nconcurrency: 16\n{target}"));
+        w.cmd(&["send", "c.yaml", "--yes"])
+            .against(&sb)
+            .run()
+            .expect(0);
+        let s = sb.stats();
+        assert!(s.resets > 0, "{s:?}");
+        assert_eq!(s.duplicate_deliveries, 0, "{target}: {s:?}");
+        let rows = w.report(REPORT);
+        assert_eq!(rows.len(), 500);
+        let unknown = rows.iter().filter(|r| r["status"] == "unknown").count() as u64;
+        if expect_unknown {
+            // Subscribe: every reset is an unknown outcome, never re-sent.
+            assert_eq!(unknown, s.resets, "{s:?}");
+        } else {
+            // Official: re-sent with the same client_msg_id, de-duplicated by WeChat.
+            assert_eq!(unknown, 0, "{s:?}");
+            assert_eq!(s.accepted, 500, "{s:?}");
+        }
+    }
+}
+
+#[test]
+fn daily_quota_aborts_then_the_next_day_resumes_exactly_once() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        daily_quota: Some(50),
+        ..Knobs::default()
+    });
+    generated(&w, 120, "rate: 500\n");
+    for day in 1..=2 {
+        w.cmd(&["send", "c.yaml", "--yes"])
+            .against(&sb)
+            .run()
+            .expect(1)
+            .stderr_has("45009")
+            .stderr_has("run the same command tomorrow");
+        assert_eq!(w.report(REPORT).len(), 50 * day);
+        assert!(sb.stats().send_requests < 50 * day as u64 + 20);
+        sb.next_day();
+    }
+    w.cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(0);
+    assert_all_sent_once(&w, &sb, 120, REPORT);
+}
+
+#[test]
+fn ctrl_c_finishes_in_flight_requests_and_resumes() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        latency: std::time::Duration::from_millis(50),
+        ..Knobs::default()
+    });
+    generated(&w, 200, "rate: 100\nconcurrency: 8\ntarget: mini\n");
+    let child = w.cmd(&["send", "c.yaml", "--yes"]).against(&sb).spawn();
+    sb.wait_for_sends(20);
+    child.interrupt();
+    let run = child
+        .wait()
+        .expect(1)
+        .stderr_has("interrupted")
+        .stderr_has("resume with: wxpush send c.yaml");
+    // Every request that left got its answer recorded: nothing unknown, nothing lost.
+    let rows = w.report(REPORT);
+    assert_eq!(rows.len() as u64, sb.stats().accepted, "{}", run.stdout);
+    assert!(rows.iter().all(|r| r["status"] == "sent"));
+    assert!(rows.len() < 200);
+    w.cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(0);
+    assert_all_sent_once(&w, &sb, 200, REPORT);
+}
+
+#[test]
+fn busy_and_expiring_tokens_together_deliver_everyone_once() {
+    let knobs = Knobs {
+        busy_ratio: 0.03,
+        token_ttl: std::time::Duration::from_secs(2),
+        seed: 11,
+        ..Knobs::default()
+    };
+    let (_w, sb, _) = send_all(knobs, 1200, "rate: 400\nconcurrency: 16\n");
+    let s = sb.stats();
+    assert!(
+        s.tokens_minted >= 2 && s.by_errcode.get(&-1).copied().unwrap_or(0) > 0,
+        "{s:?}"
+    );
+}
+
+#[test]
+fn failures_that_are_not_about_recipients_abort_the_run_early() {
+    // An errcode wxpush does not know, for everyone: after 20 outcomes, half the threshold.
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        fail_prefixes: vec![("o_".into(), 12345)],
+        ..Knobs::default()
+    });
+    generated(&w, 1000, "rate: 1000\n");
+    w.cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(1)
+        .stderr_has("not about the recipients");
+    assert!(sb.stats().send_requests < 50, "{:?}", sb.stats());
+
+    // The same field rejected for every row (47003): 10 in a row stop the run.
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        fail_prefixes: vec![("o_".into(), 47003)],
+        ..Knobs::default()
+    });
+    generated(&w, 1000, "rate: 1000\n");
+    w.cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(1)
+        .stderr_has("10 recipients in a row failed with 47003");
+    assert!(sb.stats().send_requests < 50, "{:?}", sb.stats());
+}
+
+#[test]
+fn a_report_of_another_campaign_or_list_is_refused() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    generated(&w, 10, "rate: 500\n");
+    w.cmd(&["send", "c.yaml", "--yes", "--limit", "3"])
+        .against(&sb)
+        .run()
+        .expect(0);
+    // Another template id: another campaign.
+    let yaml = w.read("c.yaml");
+    w.write(
+        "other.yaml",
+        yaml.replace("template_id: TPL", "template_id: OTHER"),
+    );
+    w.cmd(&["send", "other.yaml", "--yes", "--report", REPORT])
+        .against(&sb)
+        .run()
+        .expect(2)
+        .stderr_has("belongs to campaign `gen` (template TPL)");
+    // A changed list.
+    let mut csv = w.read("people.csv");
+    csv.push_str("o_new_1,新人\n");
+    w.write("people.csv", csv);
+    w.cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(2)
+        .stderr_has("people.csv changed")
+        .stderr_has("--resume-changed");
+    assert_eq!(sb.stats().send_requests, 3);
+    w.cmd(&["send", "c.yaml", "--yes", "--resume-changed"])
+        .against(&sb)
+        .run()
+        .expect(0);
+    assert_eq!(sb.stats().accepted, 11);
+    assert_eq!(sb.stats().duplicate_deliveries, 0);
+}
+
+#[test]
+fn restart_keeps_the_old_report_aside() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    generated(&w, 5, "rate: 500\n");
+    w.cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(0);
+    let run = w
+        .cmd(&["send", "c.yaml", "--yes", "--restart"])
+        .against(&sb)
+        .run()
+        .expect(0)
+        .stdout_has("the previous report is now");
+    let aside: Vec<_> = std::fs::read_dir(w.path("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("gen.") && n.ends_with(".csv") && n != "gen.csv")
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}\n{}", run.stdout);
+    assert_eq!(w.report(&format!("reports/{}", aside[0])).len(), 5);
+    assert_eq!(w.report(REPORT).len(), 5);
+    assert_eq!(sb.stats().accepted, 10, "a restart sends to everyone again");
+}
