@@ -480,18 +480,48 @@ fn aborted(c: &Campaign, path: &Path, reason: &StopReason, tally: Option<&Tally>
 
 fn watch_ctrl_c(stop: Arc<Stop>) {
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
+        // One listener for both presses, so a second Ctrl-C is never missed.
+        let mut presses = Presses::new();
+        if !presses.next().await {
             return;
         }
         eprintln!(
             "\nwxpush: interrupted: waiting for the requests in flight (Ctrl-C again to quit at once)"
         );
         stop.trigger(StopReason::Interrupted);
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("wxpush: quit at once; the requests in flight have no row in the report");
+        if presses.next().await {
+            eprintln!(
+                "wxpush: quit at once; the sends in flight are recorded `unknown` by the next run"
+            );
             std::process::exit(1);
         }
     });
+}
+
+/// Ctrl-C presses.
+struct Presses {
+    #[cfg(unix)]
+    sigint: Option<tokio::signal::unix::Signal>,
+}
+
+impl Presses {
+    fn new() -> Self {
+        Presses {
+            #[cfg(unix)]
+            sigint: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok(),
+        }
+    }
+
+    /// The next press; false if none can be seen.
+    async fn next(&mut self) -> bool {
+        #[cfg(unix)]
+        return match &mut self.sigint {
+            Some(s) => s.recv().await.is_some(),
+            None => false,
+        };
+        #[cfg(not(unix))]
+        return tokio::signal::ctrl_c().await.is_ok();
+    }
 }
 
 /// Where rendered messages go.

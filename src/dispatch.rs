@@ -326,9 +326,33 @@ pub async fn run(mut input: mpsc::Receiver<Outgoing>, settings: Settings, channe
     let _all = tasks.acquire_many(queued).await;
 }
 
-/// One message, with its retries, to its outcome (or to nothing if the run stopped first).
+/// Requests made for a message so far.
+#[derive(Debug, Default)]
+struct Attempts {
+    count: u32,
+    /// The last request's answer was lost: it may have been delivered.
+    ambiguous: bool,
+}
+
+/// One message, with its retries, to its outcome. If the run stops first, the message gets
+/// no row (the next run sends it); if every request it made was answered, none delivered it,
+/// and the journal is told so, so that the next run does not hold it `unknown`.
 async fn deliver(ctx: &Shared, msg: Outgoing) {
-    let mut attempts = 0;
+    let mut attempts = Attempts::default();
+    match attempt(ctx, &msg, &mut attempts).await {
+        Some((outcome, systemic)) => emit(ctx, outcome, systemic).await,
+        None if attempts.count > 0 && !attempts.ambiguous => {
+            if let Err(e) = ctx.journal.released(&msg.openid, msg.row) {
+                ctx.stop.trigger(StopReason::Report(e.to_string()));
+            }
+        }
+        None => {}
+    }
+}
+
+/// The attempts of one message: its outcome and whether a failure is systemic (not about
+/// the recipient), or `None` if the run stopped first.
+async fn attempt(ctx: &Shared, msg: &Outgoing, state: &mut Attempts) -> Option<(Outcome, bool)> {
     let mut refreshes = 0;
     let mut backoff = Backoff::default();
     let first = Instant::now();
@@ -340,22 +364,27 @@ async fn deliver(ctx: &Shared, msg: Outgoing) {
         ctx.wait_out_pause().await;
         let permit = tokio::select! {
             p = ctx.inflight.acquire() => p,
-            _ = ctx.stop.stopped() => return,
+            _ = ctx.stop.stopped() => return None,
         };
         tokio::select! {
             _ = ctx.limiter.until_ready() => {}
-            _ = ctx.stop.stopped() => return,
+            _ = ctx.stop.stopped() => return None,
         }
         let token = match ctx.tokens.get().await {
             Ok(t) => t,
-            Err(e) => return ctx.stop.trigger(StopReason::Token(e)),
+            Err(e) => {
+                ctx.stop.trigger(StopReason::Token(e));
+                return None;
+            }
         };
-        if attempts == 0
+        if state.count == 0
             && let Err(e) = ctx.journal.started(&msg.openid, msg.row)
         {
-            return ctx.stop.trigger(StopReason::Report(e.to_string()));
+            ctx.stop.trigger(StopReason::Report(e.to_string()));
+            return None;
         }
-        attempts += 1;
+        state.count += 1;
+        let attempts = state.count;
         let sent_at = SystemTime::now();
         let started = Instant::now();
         let result = ctx
@@ -377,7 +406,7 @@ async fn deliver(ctx: &Shared, msg: Outgoing) {
             latency: Some(latency),
             payload: None,
         };
-        let ambiguous = matches!(result, Err(SendError::Ambiguous(_)));
+        state.ambiguous = matches!(result, Err(SendError::Ambiguous(_)));
         let action = match result {
             Ok(reply) => {
                 outcome.errcode = Some(reply.errcode);
@@ -397,22 +426,23 @@ async fn deliver(ctx: &Shared, msg: Outgoing) {
                     Action::Retry
                 } else {
                     outcome.status = Status::Unknown;
-                    return emit(ctx, outcome, true).await;
+                    return Some((outcome, true));
                 }
             }
         };
         let wait = match action {
-            Action::Done => return emit(ctx, outcome, false).await,
+            Action::Done => return Some((outcome, false)),
             Action::RecipientFailed => {
                 outcome.status = Status::Failed;
                 let systemic = outcome.errcode.is_none_or(|c| !errcode::is_known(c));
-                return emit(ctx, outcome, systemic).await;
+                return Some((outcome, systemic));
             }
             Action::Abort => {
-                return ctx.stop.trigger(StopReason::Api {
+                ctx.stop.trigger(StopReason::Api {
                     errcode: outcome.errcode.unwrap_or_default(),
                     errmsg: outcome.errmsg,
                 });
+                return None;
             }
             Action::RefreshToken => {
                 refreshes += 1;
@@ -422,7 +452,8 @@ async fn deliver(ctx: &Shared, msg: Outgoing) {
                     ctx.tokens.rejected(&token).await
                 };
                 if let Err(e) = fresh {
-                    return ctx.stop.trigger(StopReason::Token(e));
+                    ctx.stop.trigger(StopReason::Token(e));
+                    return None;
                 }
                 continue;
             }
@@ -435,17 +466,17 @@ async fn deliver(ctx: &Shared, msg: Outgoing) {
         };
         if attempts >= MAX_ATTEMPTS || first.elapsed() + wait > MAX_RETRY_TIME {
             // If the last attempt's answer was lost, it may have been delivered.
-            outcome.status = if ambiguous {
+            outcome.status = if state.ambiguous {
                 Status::Unknown
             } else {
                 Status::Failed
             };
             outcome.errmsg = format!("gave up after {attempts} attempts: {}", outcome.errmsg);
-            return emit(ctx, outcome, true).await;
+            return Some((outcome, true));
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = ctx.stop.stopped() => return,
+            _ = ctx.stop.stopped() => return None,
         }
     }
 }

@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::recipients::key;
 
+/// The third field of a line that releases a recipient from doubt.
+const RELEASED: &str = "released";
 /// Sync the journal to disk at most this often (a group commit).
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
@@ -107,15 +109,17 @@ pub fn header(path: &Path) -> Result<Header, Error> {
     })
 }
 
-/// The sends in the journal at `path` for which `has_outcome` is false, each once. A partial
-/// last line (a crash mid-write) is ignored.
+/// The sends in the journal at `path` for which `has_outcome` is false and that were not
+/// released since they last started, each once, in journal order. A partial last line (a
+/// crash mid-write) is ignored.
 pub fn in_doubt(path: &Path, has_outcome: impl Fn(&str) -> bool) -> Result<Vec<InDoubt>, Error> {
     let io_err = |source| Error::Io {
         path: path.to_owned(),
         source,
     };
-    let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
+    // Only recipients without an outcome are kept: few, unless the report was lost.
+    // key → (the send, released since it last started)
+    let mut doubt: indexmap::IndexMap<u128, (InDoubt, bool)> = indexmap::IndexMap::new();
     let reader = BufReader::new(File::open(path).map_err(io_err)?);
     for line in reader.lines().skip(1) {
         let line = line.map_err(io_err)?;
@@ -125,19 +129,37 @@ pub fn in_doubt(path: &Path, has_outcome: impl Fn(&str) -> bool) -> Result<Vec<I
         else {
             continue;
         };
+        if at == RELEASED {
+            if let Some(d) = doubt.get_mut(&key(openid)) {
+                d.1 = true;
+            }
+            continue;
+        }
         let (Ok(row), Ok(at)) = (row.parse(), at.parse::<u64>()) else {
             continue;
         };
-        if has_outcome(openid) || !seen.insert(key(openid)) {
+        if has_outcome(openid) {
             continue;
         }
-        out.push(InDoubt {
-            openid: openid.to_owned(),
-            row,
-            started: UNIX_EPOCH + Duration::from_millis(at),
+        // The first start counts: the client_msg_id window opened then.
+        let entry = doubt.entry(key(openid)).or_insert_with(|| {
+            let started = UNIX_EPOCH + Duration::from_millis(at);
+            (
+                InDoubt {
+                    openid: openid.to_owned(),
+                    row,
+                    started,
+                },
+                false,
+            )
         });
+        entry.1 = false;
     }
-    Ok(out)
+    Ok(doubt
+        .into_values()
+        .filter(|(_, released)| !released)
+        .map(|(d, _)| d)
+        .collect())
 }
 
 /// An open journal, appended to by every worker.
@@ -214,9 +236,12 @@ impl Journal {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis();
-        let line = format!("{openid}\t{row}\t{at}\n");
+        self.append_line(&format!("{openid}\t{row}\t{at}\n"))
+    }
+
+    fn append_line(&self, line: &str) -> Result<(), Error> {
         // A poisoned lock means another worker panicked mid-write; the file is still usable
-        // (a partial line is ignored by `read`).
+        // (a partial line is ignored by `in_doubt`).
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let io_err = |source| Error::Io {
             path: self.path.clone(),
@@ -230,6 +255,12 @@ impl Journal {
             inner.dirty = false;
         }
         Ok(())
+    }
+
+    /// Records that every request made for `openid` was answered and none delivered it (the
+    /// run stopped while it waited to retry): it is not in doubt, and the next run sends it.
+    pub fn released(&self, openid: &str, row: u64) -> Result<(), Error> {
+        self.append_line(&format!("{openid}\t{row}\t{RELEASED}\n"))
     }
 
     /// Syncs what is written to disk.
@@ -271,6 +302,8 @@ mod tests {
         let j = Journal::append(&path).unwrap();
         j.started("o_4", 4).unwrap();
         j.started("o_2", 2).unwrap();
+        j.started("o_5", 5).unwrap();
+        j.released("o_5", 5).unwrap();
         drop(j);
         let doubt: Vec<_> = in_doubt(&path, |_| false)
             .unwrap()

@@ -143,8 +143,12 @@ fn daily_quota_aborts_then_the_next_day_resumes_exactly_once() {
 #[test]
 fn ctrl_c_finishes_in_flight_requests_and_resumes() {
     let w = Workdir::new();
+    // Busy answers leave messages waiting to retry when Ctrl-C comes: they were never
+    // delivered, so the next run must send them (not hold them `unknown`).
     let sb = Sandbox::start(Knobs {
         latency: std::time::Duration::from_millis(50),
+        busy_ratio: 0.3,
+        seed: 5,
         ..Knobs::default()
     });
     generated(&w, 200, "rate: 100\nconcurrency: 8\ntarget: mini\n");
@@ -166,6 +170,32 @@ fn ctrl_c_finishes_in_flight_requests_and_resumes() {
         .run()
         .expect(0);
     assert_all_sent_once(&w, &sb, 200, REPORT);
+}
+
+#[test]
+fn a_second_ctrl_c_quits_at_once_and_in_flight_sends_become_unknown() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        hold_from: Some(31),
+        ..Knobs::default()
+    });
+    generated(&w, 100, "rate: 1000\nconcurrency: 4\ntarget: mini\n");
+    let mut child = w.cmd(&["send", "c.yaml", "--yes"]).against(&sb).spawn();
+    sb.wait_for_held(4);
+    child.interrupt();
+    // The first Ctrl-C waits for the 4 held requests, which never answer; the second quits.
+    let stderr_seen = child.wait_for_stderr("Ctrl-C again");
+    assert!(stderr_seen, "no interrupt notice");
+    child.interrupt();
+    child.wait().expect(1).stderr_has("quit at once");
+    sb.release();
+    w.cmd(&["send", "c.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(0)
+        .stdout_has("4 sends were in flight");
+    let by_status = assert_exactly_once(&w, &sb, 100, REPORT);
+    assert_eq!(by_status["unknown"], 4, "{by_status:?}");
 }
 
 #[test]

@@ -202,6 +202,7 @@ impl WxCmd {
         Child {
             child: self.cmd.spawn().expect("wxpush starts"),
             command,
+            stderr_seen: Vec::new(),
         }
     }
 
@@ -224,6 +225,8 @@ impl WxCmd {
 pub struct Child {
     child: std::process::Child,
     command: String,
+    /// What has been read of stderr so far (by `wait_for_stderr`).
+    stderr_seen: Vec<u8>,
 }
 
 impl Child {
@@ -242,12 +245,30 @@ impl Child {
         assert!(status.success());
     }
 
+    /// Reads stderr until `needle` appears (true) or stderr closes (false).
+    pub fn wait_for_stderr(&mut self, needle: &str) -> bool {
+        use std::io::Read;
+        let Some(err) = self.child.stderr.as_mut() else {
+            return false;
+        };
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(&self.stderr_seen).contains(needle) {
+            match err.read(&mut buf) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => self.stderr_seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        true
+    }
+
     pub fn wait(self) -> Run {
         let out = self.child.wait_with_output().expect("wxpush ends");
+        let mut stderr = self.stderr_seen;
+        stderr.extend_from_slice(&out.stderr);
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
             command: self.command,
         }
     }
