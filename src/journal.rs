@@ -11,7 +11,7 @@
 //! Lines are written with one `write` each (a killed process loses nothing written) and
 //! synced to disk in groups of [`SYNC_EVERY`].
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -204,17 +204,10 @@ impl Journal {
 
     /// Continues the journal at `path`, first cutting a partial last line.
     pub fn append(path: &Path) -> Result<Self, Error> {
-        let io_err = |source| Error::Io {
+        let file = crate::report::open_append(path).map_err(|source| Error::Io {
             path: path.to_owned(),
             source,
-        };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(io_err)?;
-        crate::report::cut_partial_line(&mut file).map_err(io_err)?;
-        let file = OpenOptions::new().append(true).open(path).map_err(io_err)?;
+        })?;
         Ok(Journal::over(path, file))
     }
 

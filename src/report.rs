@@ -95,17 +95,10 @@ impl Writer {
 
     /// Continues the report at `path`, which [`read`] has checked.
     pub fn append(path: &Path) -> Result<Self, Error> {
-        let io_err = |source| Error::Io {
+        let file = open_append(path).map_err(|source| Error::Io {
             path: path.to_owned(),
             source,
-        };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(io_err)?;
-        cut_partial_line(&mut file).map_err(io_err)?;
-        file.seek(SeekFrom::End(0)).map_err(io_err)?;
+        })?;
         Ok(Self::over(path, file, false))
     }
 
@@ -230,8 +223,17 @@ fn one_line(s: &str) -> String {
     s.replace(['\n', '\r'], " ")
 }
 
+/// Opens a line-oriented file to append to, positioned at its end, after dropping a
+/// partial last line (one a crash cut short).
+pub(crate) fn open_append(path: &Path) -> io::Result<File> {
+    let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+    cut_partial_line(&mut file)?;
+    file.seek(SeekFrom::End(0))?;
+    Ok(file)
+}
+
 /// If the file does not end with a newline, drops the partial last line.
-pub(crate) fn cut_partial_line(file: &mut File) -> io::Result<()> {
+fn cut_partial_line(file: &mut File) -> io::Result<()> {
     let len = file.metadata()?.len();
     if len == 0 {
         return Ok(());

@@ -146,7 +146,7 @@ fn bad_inputs_exit_2_name_the_culprit_and_send_nothing() {
         } else {
             w.write("people.csv", csv);
         }
-        let run = w.cmd(&["send", "c.yaml", "--yes"]).against(&sb).run();
+        let run = w.send(&sb, &[]);
         assert_eq!(run.code, 2, "{what}: exit code\n{}", run.stderr);
         for n in *needles {
             assert!(
@@ -170,11 +170,7 @@ fn one_bad_row_among_many_is_named_and_nothing_is_sent() {
         csv.push_str(&format!("o_{i},n{i}\n"));
     }
     w.write("people.csv", csv.replace("o_377,n377\n", "o_377\n"));
-    w.cmd(&["send", "c.yaml", "--yes"])
-        .against(&sb)
-        .run()
-        .expect(2)
-        .stderr_has("row 377 (line 378)");
+    w.send(&sb, &[]).expect(2).stderr_has("row 377 (line 378)");
     sb.expect_no_requests();
 }
 

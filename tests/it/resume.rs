@@ -24,11 +24,7 @@ fn kill_9_with_requests_in_flight(extra_yaml: &str) -> (Workdir, Sandbox, Run) {
     child.kill_9();
     sb.release();
     assert_eq!(sb.stats().send_requests, 108);
-    let resumed = w
-        .cmd(&["send", "c.yaml", "--yes"])
-        .against(&sb)
-        .run()
-        .expect(0);
+    let resumed = w.send(&sb, &[]).expect(0);
     (w, sb, resumed)
 }
 
@@ -60,9 +56,7 @@ fn kill_9_then_resume_subscribe_records_in_flight_as_unknown() {
     );
     // A resume after that finds nothing to do, and sends nothing.
     let before = sb.stats().send_requests;
-    w.cmd(&["send", "c.yaml", "--yes"])
-        .against(&sb)
-        .run()
+    w.send(&sb, &[])
         .expect(0)
         .stdout_has("nothing left to send");
     assert_eq!(sb.stats().send_requests, before);
@@ -71,9 +65,7 @@ fn kill_9_then_resume_subscribe_records_in_flight_as_unknown() {
 #[test]
 fn resend_unknown_is_an_explicit_opt_in() {
     let (w, sb, _) = kill_9_with_requests_in_flight("target: mini\n");
-    w.cmd(&["send", "c.yaml", "--yes", "--resend-unknown"])
-        .against(&sb)
-        .run()
+    w.send(&sb, &["--resend-unknown"])
         .expect(0)
         .stdout_has("8 recipients recorded `unknown` will be sent again");
     let rows = w.report(REPORT);
@@ -93,10 +85,7 @@ fn connection_resets_never_cause_a_duplicate() {
             ..Knobs::default()
         });
         generated(&w, 500, &format!("rate: 1000\nconcurrency: 16\n{target}"));
-        w.cmd(&["send", "c.yaml", "--yes"])
-            .against(&sb)
-            .run()
-            .expect(0);
+        w.send(&sb, &[]).expect(0);
         let s = sb.stats();
         assert!(s.resets > 0, "{s:?}");
         assert_eq!(s.duplicate_deliveries, 0, "{target}: {s:?}");
@@ -123,9 +112,7 @@ fn daily_quota_aborts_then_the_next_day_resumes_exactly_once() {
     });
     generated(&w, 120, "rate: 500\n");
     for day in 1..=2 {
-        w.cmd(&["send", "c.yaml", "--yes"])
-            .against(&sb)
-            .run()
+        w.send(&sb, &[])
             .expect(1)
             .stderr_has("45009")
             .stderr_has("run the same command tomorrow");
@@ -133,10 +120,7 @@ fn daily_quota_aborts_then_the_next_day_resumes_exactly_once() {
         assert!(sb.stats().send_requests < 50 * day as u64 + 20);
         sb.next_day();
     }
-    w.cmd(&["send", "c.yaml", "--yes"])
-        .against(&sb)
-        .run()
-        .expect(0);
+    w.send(&sb, &[]).expect(0);
     assert_all_sent_once(&w, &sb, 120, REPORT);
 }
 
@@ -165,10 +149,7 @@ fn ctrl_c_finishes_in_flight_requests_and_resumes() {
     assert_eq!(rows.len() as u64, sb.stats().accepted, "{}", run.stdout);
     assert!(rows.iter().all(|r| r["status"] == "sent"));
     assert!(rows.len() < 200);
-    w.cmd(&["send", "c.yaml", "--yes"])
-        .against(&sb)
-        .run()
-        .expect(0);
+    w.send(&sb, &[]).expect(0);
     assert_all_sent_once(&w, &sb, 200, REPORT);
 }
 
@@ -189,9 +170,7 @@ fn a_second_ctrl_c_quits_at_once_and_in_flight_sends_become_unknown() {
     child.interrupt();
     child.wait().expect(1).stderr_has("quit at once");
     sb.release();
-    w.cmd(&["send", "c.yaml", "--yes"])
-        .against(&sb)
-        .run()
+    w.send(&sb, &[])
         .expect(0)
         .stdout_has("4 sends were in flight");
     let by_status = assert_exactly_once(&w, &sb, 100, REPORT);
@@ -223,9 +202,7 @@ fn failures_that_are_not_about_recipients_abort_the_run_early() {
         ..Knobs::default()
     });
     generated(&w, 1000, "rate: 1000\n");
-    w.cmd(&["send", "c.yaml", "--yes"])
-        .against(&sb)
-        .run()
+    w.send(&sb, &[])
         .expect(1)
         .stderr_has("not about the recipients");
     assert!(sb.stats().send_requests < 50, "{:?}", sb.stats());
@@ -237,9 +214,7 @@ fn failures_that_are_not_about_recipients_abort_the_run_early() {
         ..Knobs::default()
     });
     generated(&w, 1000, "rate: 1000\n");
-    w.cmd(&["send", "c.yaml", "--yes"])
-        .against(&sb)
-        .run()
+    w.send(&sb, &[])
         .expect(1)
         .stderr_has("10 recipients in a row failed with 47003");
     assert!(sb.stats().send_requests < 50, "{:?}", sb.stats());
@@ -250,10 +225,7 @@ fn a_report_of_another_campaign_or_list_is_refused() {
     let w = Workdir::new();
     let sb = Sandbox::start(Knobs::default());
     generated(&w, 10, "rate: 500\n");
-    w.cmd(&["send", "c.yaml", "--yes", "--limit", "3"])
-        .against(&sb)
-        .run()
-        .expect(0);
+    w.send(&sb, &["--limit", "3"]).expect(0);
     // Another template id: another campaign.
     let yaml = w.read("c.yaml");
     w.write(
@@ -269,17 +241,12 @@ fn a_report_of_another_campaign_or_list_is_refused() {
     let mut csv = w.read("people.csv");
     csv.push_str("o_new_1,新人\n");
     w.write("people.csv", csv);
-    w.cmd(&["send", "c.yaml", "--yes"])
-        .against(&sb)
-        .run()
+    w.send(&sb, &[])
         .expect(2)
         .stderr_has("people.csv changed")
         .stderr_has("--resume-changed");
     assert_eq!(sb.stats().send_requests, 3);
-    w.cmd(&["send", "c.yaml", "--yes", "--resume-changed"])
-        .against(&sb)
-        .run()
-        .expect(0);
+    w.send(&sb, &["--resume-changed"]).expect(0);
     assert_eq!(sb.stats().accepted, 11);
     assert_eq!(sb.stats().duplicate_deliveries, 0);
 }
@@ -289,14 +256,9 @@ fn restart_keeps_the_old_report_aside() {
     let w = Workdir::new();
     let sb = Sandbox::start(Knobs::default());
     generated(&w, 5, "rate: 500\n");
-    w.cmd(&["send", "c.yaml", "--yes"])
-        .against(&sb)
-        .run()
-        .expect(0);
+    w.send(&sb, &[]).expect(0);
     let run = w
-        .cmd(&["send", "c.yaml", "--yes", "--restart"])
-        .against(&sb)
-        .run()
+        .send(&sb, &["--restart"])
         .expect(0)
         .stdout_has("the previous report is now");
     let aside: Vec<_> = std::fs::read_dir(w.path("reports"))

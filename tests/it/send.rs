@@ -152,10 +152,7 @@ fn repeated_openids_are_sent_once_and_reported_skipped() {
     let mut csv = w.read("people.csv");
     csv.push_str("o_test_00002,again\n");
     w.write("people.csv", csv);
-    w.cmd(&["send", "c.yaml", "--yes"])
-        .against(&sb)
-        .run()
-        .expect(0);
+    w.send(&sb, &[]).expect(0);
     let rows = w.report("reports/gen.csv");
     assert_eq!(rows.len(), 4);
     let skipped: Vec<_> = rows.iter().filter(|r| r["status"] == "skipped").collect();
@@ -209,10 +206,7 @@ fn a_small_rate_is_respected_at_the_server() {
     let w = Workdir::new();
     let sb = Sandbox::start(Knobs::default());
     generated(&w, 24, "rate: 8\nconcurrency: 8\n");
-    w.cmd(&["send", "c.yaml", "--yes"])
-        .against(&sb)
-        .run()
-        .expect(0);
+    w.send(&sb, &[]).expect(0);
     let s = sb.stats();
     assert_eq!(s.accepted, 24);
     // rate 8/s with a burst of 1: no 1 s window may hold more than 8 + 1.
@@ -251,9 +245,7 @@ fn invalid_template_id_aborts_within_a_few_requests() {
         .read("c.yaml")
         .replace("template_id: TPL", "template_id: invalid-tpl");
     w.write("c.yaml", yaml);
-    w.cmd(&["send", "c.yaml", "--yes"])
-        .against(&sb)
-        .run()
+    w.send(&sb, &[])
         .expect(1)
         .stderr_has("40037")
         .stderr_has("check `template_id`");
@@ -270,9 +262,7 @@ fn per_recipient_failures_are_reported_and_the_run_completes() {
         ..Knobs::default()
     });
     generated(&w, 20, "rate: 500\n");
-    w.cmd(&["send", "c.yaml", "--yes"])
-        .against(&sb)
-        .run()
+    w.send(&sb, &[])
         .expect(0)
         .stdout_has("43004")
         .stdout_has("recipient does not follow the account");
@@ -316,21 +306,15 @@ fn limit_then_rerun_resumes_without_resending() {
     let w = Workdir::new();
     let sb = Sandbox::start(Knobs::default());
     generated(&w, 10, "rate: 500\n");
-    w.cmd(&["send", "c.yaml", "--yes", "--limit", "4"])
-        .against(&sb)
-        .run()
+    w.send(&sb, &["--limit", "4"])
         .expect(0)
         .stdout_has("6 recipients left");
     assert_eq!(sb.stats().accepted, 4);
-    w.cmd(&["send", "c.yaml", "--yes"])
-        .against(&sb)
-        .run()
+    w.send(&sb, &[])
         .expect(0)
         .stdout_has("resuming: 4 of 10 recipients done");
     assert_all_sent_once(&w, &sb, 10, "reports/gen.csv");
-    w.cmd(&["send", "c.yaml", "--yes"])
-        .against(&sb)
-        .run()
+    w.send(&sb, &[])
         .expect(0)
         .stdout_has("nothing left to send");
     assert_eq!(sb.stats().send_requests, 10);

@@ -164,6 +164,13 @@ impl Workdir {
             .collect()
     }
 
+    /// `wxpush send c.yaml --yes EXTRA` against `sandbox`, run to its end.
+    pub fn send(&self, sandbox: &Sandbox, extra: &[&str]) -> Run {
+        let mut args = vec!["send", "c.yaml", "--yes"];
+        args.extend_from_slice(extra);
+        self.cmd(&args).against(sandbox).run()
+    }
+
     /// `wxpush ARGS` in this directory, with a clean environment.
     pub fn cmd(&self, args: &[&str]) -> WxCmd {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wxpush"));
