@@ -18,7 +18,7 @@ use crate::Error;
 use crate::campaign::{self, Campaign, Kind};
 use crate::cli::{Cli, Command, SandboxArgs, SendArgs};
 use crate::dispatch::{self, Outcome, Settings, Status, Stop, StopReason};
-use crate::journal::{self, Header, Journal};
+use crate::journal::{self, Header, InDoubt, Journal};
 use crate::progress::{self, Facts, Progress, thousands};
 use crate::recipients::{Recipients, Row, key};
 use crate::render::{self, Renderer};
@@ -55,6 +55,8 @@ struct Validated {
     duplicates: u64,
     /// Recipients without an outcome in the report being resumed.
     to_send: u64,
+    /// Repeated-openid rows not yet reported `skipped`.
+    duplicates_to_report: u64,
 }
 
 /// Streams every row through render; collects the first errors.
@@ -82,7 +84,12 @@ fn validate(c: &Campaign, done: Option<&Done>) -> Result<Validated, Error> {
                     Ok(_) => v.to_send += 1,
                 }
             }
-            Ok(Row::Duplicate(_)) => v.duplicates += 1,
+            Ok(Row::Duplicate(r)) => {
+                v.duplicates += 1;
+                if !done.is_some_and(|d| d.has_skipped_row(r.row)) {
+                    v.duplicates_to_report += 1;
+                }
+            }
             Err(e @ crate::recipients::Error::Row { .. }) => note(e.to_string()),
             Err(e) => return Err(e.into()),
         }
@@ -206,7 +213,8 @@ async fn send(args: SendArgs) -> Result<(), Error> {
     if args.dry_run {
         let v = validate(&c, None)?;
         let limit = args.limit.unwrap_or(u64::MAX);
-        return dry_run(c, &report_path, limit, v.to_send.min(limit) + v.duplicates).await;
+        let total = v.to_send.min(limit) + v.duplicates_to_report;
+        return dry_run(c, &report_path, limit, total).await;
     }
     let options = resume::Options {
         restart: args.restart,
@@ -236,6 +244,7 @@ async fn send(args: SendArgs) -> Result<(), Error> {
         );
     }
     if !start.unknown.is_empty() {
+        record_unknown(&report_path, &start.unknown)?;
         println!(
             "{} sends were in flight when the previous run stopped: recorded `unknown` (they may \
              have been delivered); --resend-unknown sends them again",
@@ -249,7 +258,7 @@ async fn send(args: SendArgs) -> Result<(), Error> {
             thousands(start.resend.len() as u64)
         );
     }
-    if to_send == 0 && start.unknown.is_empty() {
+    if to_send == 0 {
         println!("nothing left to send: every recipient has a row in the report");
         return Ok(());
     }
@@ -270,30 +279,24 @@ async fn send(args: SendArgs) -> Result<(), Error> {
         .map_err(|e| aborted(&c, &args.campaign, &StopReason::Token(e), None))?;
 
     // The report first, then its journal: a journal never exists without its report.
-    let (mut writer, journal) = match start.previous_rows {
+    let journal_path = journal::path_for(&report_path);
+    let (writer, journal) = match start.previous_rows {
         Some(_) => (
             report::Writer::append(&report_path)?,
-            Journal::append(&journal::path_for(&report_path))?,
+            Journal::append(&journal_path, &start.header)?,
         ),
         None => (
             report::Writer::create(&report_path, false)?,
-            Journal::create(&journal::path_for(&report_path), &start.header)?,
+            Journal::create(&journal_path, &start.header)?,
         ),
     };
-    for d in &start.unknown {
-        let why = "in flight when the previous run stopped: may or may not have been delivered";
-        let mut o = Outcome::unsent(d.row, d.openid.clone(), Status::Unknown, why.into());
-        o.sent_at = Some(d.started);
-        writer.write(&o)?;
-    }
-    writer.flush()?;
 
     let stop = Arc::new(Stop::default());
     watch_ctrl_c(stop.clone());
     let started = Instant::now();
     let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
     let (out_tx, out_rx) = mpsc::channel(OUTCOME_QUEUE);
-    let total = to_send + v.duplicates;
+    let total = to_send + v.duplicates_to_report;
     let writer = spawn_writer(writer, out_rx, total, stop.clone());
     let producer = {
         let (c, out_tx) = (c.clone(), out_tx.clone());
@@ -342,6 +345,18 @@ async fn send(args: SendArgs) -> Result<(), Error> {
         );
     }
     Ok(())
+}
+
+/// Records the sends the previous run left in flight as `unknown`.
+fn record_unknown(report_path: &Path, unknown: &[InDoubt]) -> Result<(), Error> {
+    let mut writer = report::Writer::append(report_path)?;
+    for d in unknown {
+        let why = "in flight when the previous run stopped: may or may not have been delivered";
+        let mut o = Outcome::unsent(d.row, d.openid.clone(), Status::Unknown, why.into());
+        o.sent_at = Some(d.started);
+        writer.write(&o)?;
+    }
+    Ok(writer.finish()?)
 }
 
 async fn dry_run(c: Campaign, report_path: &Path, limit: u64, total: u64) -> Result<(), Error> {

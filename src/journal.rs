@@ -91,19 +91,30 @@ pub struct InDoubt {
     pub started: SystemTime,
 }
 
-/// The header of the journal at `path`.
-pub fn header(path: &Path) -> Result<Header, Error> {
-    let mut first = String::new();
-    BufReader::new(File::open(path).map_err(|source| Error::Io {
+fn header_line(path: &Path, header: &Header) -> Result<String, Error> {
+    let json = serde_json::to_string(header).map_err(|e| Error::Invalid {
         path: path.to_owned(),
-        source,
-    })?)
-    .read_line(&mut first)
-    .map_err(|source| Error::Io {
-        path: path.to_owned(),
-        source,
+        message: e.to_string(),
     })?;
-    serde_json::from_str(&first).map_err(|e| Error::Invalid {
+    Ok(json + "\n")
+}
+
+/// The header in force in the journal at `path`: its last header line (the first line is
+/// one; `--resume-changed` appends another).
+pub fn header(path: &Path) -> Result<Header, Error> {
+    let io_err = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut last = None;
+    for line in BufReader::new(File::open(path).map_err(io_err)?).lines() {
+        let line = line.map_err(io_err)?;
+        if line.starts_with('{') {
+            last = Some(line);
+        }
+    }
+    let line = last.unwrap_or_default();
+    serde_json::from_str(&line).map_err(|e| Error::Invalid {
         path: path.to_owned(),
         message: format!("has no valid header line ({e})"),
     })
@@ -121,7 +132,7 @@ pub fn in_doubt(path: &Path, has_outcome: impl Fn(&str) -> bool) -> Result<Vec<I
     // key → (the send, released since it last started)
     let mut doubt: indexmap::IndexMap<u128, (InDoubt, bool)> = indexmap::IndexMap::new();
     let reader = BufReader::new(File::open(path).map_err(io_err)?);
-    for line in reader.lines().skip(1) {
+    for line in reader.lines() {
         let line = line.map_err(io_err)?;
         let mut parts = line.split('\t');
         let (Some(openid), Some(row), Some(at), None) =
@@ -181,11 +192,7 @@ impl Journal {
             path: path.to_owned(),
             source,
         })?;
-        let mut line = serde_json::to_vec(header).map_err(|e| Error::Invalid {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        line.push(b'\n');
+        let line = header_line(path, header)?;
         let j = Journal::over(
             path,
             file.try_clone().map_err(|source| Error::Io {
@@ -193,7 +200,7 @@ impl Journal {
                 source,
             })?,
         );
-        file.write_all(&line)
+        file.write_all(line.as_bytes())
             .and_then(|()| file.sync_data())
             .map_err(|source| Error::Io {
                 path: path.to_owned(),
@@ -202,13 +209,19 @@ impl Journal {
         Ok(j)
     }
 
-    /// Continues the journal at `path`, first cutting a partial last line.
-    pub fn append(path: &Path) -> Result<Self, Error> {
+    /// Continues the journal at `path`, first cutting a partial last line. A `header` that
+    /// differs from the journal's (the recipients changed, `--resume-changed`) is appended:
+    /// the last header line is the one in force.
+    pub fn append(path: &Path, header: &Header) -> Result<Self, Error> {
         let file = crate::report::open_append(path).map_err(|source| Error::Io {
             path: path.to_owned(),
             source,
         })?;
-        Ok(Journal::over(path, file))
+        let j = Journal::over(path, file);
+        if self::header(path)? != *header {
+            j.append_line(&header_line(path, header)?)?;
+        }
+        Ok(j)
     }
 
     fn over(path: &Path, file: File) -> Self {
@@ -292,7 +305,7 @@ mod tests {
         assert_eq!(doubt.len(), 1);
         assert_eq!((doubt[0].openid.as_str(), doubt[0].row), ("o_2", 2));
 
-        let j = Journal::append(&path).unwrap();
+        let j = Journal::append(&path, &header).unwrap();
         j.started("o_4", 4).unwrap();
         j.started("o_2", 2).unwrap();
         j.started("o_5", 5).unwrap();
@@ -304,6 +317,15 @@ mod tests {
             .map(|d| d.openid)
             .collect();
         assert_eq!(doubt, ["o_1", "o_2", "o_4"]);
+
+        // A changed header is appended and is then the one in force.
+        let changed = Header {
+            recipients: "def".into(),
+            ..header
+        };
+        drop(Journal::append(&path, &changed).unwrap());
+        assert_eq!(self::header(&path).unwrap(), changed);
+        assert_eq!(in_doubt(&path, |_| false).unwrap().len(), 3);
     }
 
     #[test]

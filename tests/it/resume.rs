@@ -248,6 +248,10 @@ fn a_report_of_another_campaign_or_list_is_refused() {
     assert_eq!(sb.stats().send_requests, 3);
     w.send(&sb, &["--resume-changed"]).expect(0);
     assert_eq!(sb.stats().accepted, 11);
+    // The journal now knows the new list: resuming again needs no flag.
+    w.send(&sb, &[])
+        .expect(0)
+        .stdout_has("nothing left to send");
     assert_eq!(sb.stats().duplicate_deliveries, 0);
 }
 
