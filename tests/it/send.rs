@@ -322,32 +322,60 @@ fn limit_then_rerun_resumes_without_resending() {
 
 #[test]
 fn secrets_never_appear_in_output_or_report() {
-    let w = Workdir::new();
     let secret = "Zq9-very-secret-appsecret";
-    let sb = Sandbox::start(Knobs {
-        secret: secret.into(),
-        token_ttl: std::time::Duration::from_secs(1),
-        busy_ratio: 0.1,
-        fail_prefixes: vec![("o_test_0001".into(), 40003)],
-        ..Knobs::default()
-    });
-    generated(&w, 300, "rate: 300\nconcurrency: 8\n");
-    let run = w
-        .cmd(&["send", "c.yaml", "--yes"])
-        .against(&sb)
-        .env("WXPUSH_SECRET", secret)
-        .run()
-        .expect(0);
-    let report = w.read("reports/gen.csv");
-    assert!(sb.stats().tokens_minted >= 2);
-    for (name, text) in [
-        ("stdout", &run.stdout),
-        ("stderr", &run.stderr),
-        ("report", &report),
-    ] {
-        assert!(!text.contains(secret), "{name} holds the AppSecret");
-        // Every sandbox token starts with `sbx_`.
-        assert!(!text.contains("sbx_"), "{name} holds a token:\n{text}");
-        assert!(!text.contains("access_token="), "{name} holds a token URL");
+    // Both token APIs (the classic one puts the AppSecret in its URL), token refreshes,
+    // busy answers, lost answers (transport errors in the report), recipient failures, and
+    // a run that ends in an abort (the token-free error path) then a resume.
+    for token_api in ["stable", "classic"] {
+        let w = Workdir::new();
+        let sb = Sandbox::start(Knobs {
+            secret: secret.into(),
+            token_ttl: std::time::Duration::from_secs(1),
+            busy_ratio: 0.1,
+            reset_ratio: 0.05,
+            daily_quota: Some(250),
+            fail_prefixes: vec![("o_test_0001".into(), 40003)],
+            ..Knobs::default()
+        });
+        generated(
+            &w,
+            300,
+            &format!("rate: 300\nconcurrency: 8\ntarget: mini\ntoken_api: {token_api}\n"),
+        );
+        let send = || {
+            w.cmd(&["send", "c.yaml", "--yes"])
+                .against(&sb)
+                .env("WXPUSH_SECRET", secret)
+                .run()
+        };
+        let aborted = send().expect(1);
+        sb.next_day();
+        let resumed = send().expect(0);
+        let s = sb.stats();
+        assert!(s.tokens_minted >= 2 && s.resets > 0, "{s:?}");
+        let files = ["reports/gen.csv", "reports/gen.journal"].map(|f| w.read(f));
+        for (name, text) in [
+            ("stdout", &aborted.stdout),
+            ("stderr", &aborted.stderr),
+            ("stdout", &resumed.stdout),
+            ("stderr", &resumed.stderr),
+            ("report", &files[0]),
+            ("journal", &files[1]),
+        ] {
+            assert!(
+                !text.contains(secret),
+                "{token_api}: {name} holds the AppSecret"
+            );
+            // Every sandbox token starts with `sbx_`.
+            assert!(
+                !text.contains("sbx_"),
+                "{token_api}: {name} holds a token:\n{text}"
+            );
+            assert!(!text.contains("access_token="), "{name} holds a token URL");
+        }
+        assert!(
+            files[0].contains("error sending request"),
+            "transport errors are reported"
+        );
     }
 }
