@@ -109,6 +109,31 @@ pub struct Campaign {
 }
 
 impl Campaign {
+    /// Valid settings that probably do not do what the author expects.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.kind != Kind::Official {
+            return out;
+        }
+        let hidden: Vec<&str> = ["first", "remark"]
+            .into_iter()
+            .filter(|k| self.data.contains_key(*k))
+            .collect();
+        if !hidden.is_empty() {
+            out.push(format!(
+                "WeChat no longer displays `{}` of template messages (since 2023-05-04): \
+                 they are sent, and dropped",
+                hidden.join("` and `")
+            ));
+        }
+        if self.data.values().any(|f| f.color.is_some()) {
+            out.push(
+                "WeChat ignores the colours of template messages (since 2023-05-04)".to_owned(),
+            );
+        }
+        out
+    }
+
     /// The default report path: `reports/<name>.csv` beside the campaign file
     /// (`<name>.dry-run.csv` for a dry run, so a dry run never looks like progress to resume).
     pub fn default_report(&self, dry_run: bool) -> PathBuf {
@@ -641,6 +666,18 @@ mod tests {
         assert_eq!(c.rate, DEFAULT_RATE);
         assert_eq!(c.secret_env, DEFAULT_SECRET_ENV);
         assert_eq!(c.data["first"].value, "{{ name }}");
+    }
+
+    #[test]
+    fn hidden_fields_and_colours_are_warned_about() {
+        let c = load_str(&OK.replace(
+            "first: \"{{ name }}\"",
+            "first: { value: x, color: \"#173177\" }",
+        ))
+        .unwrap();
+        let w = c.warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("`first`"));
     }
 
     #[test]

@@ -114,8 +114,15 @@ fn describe_kind(kind: Kind) -> &'static str {
     }
 }
 
+fn warn(c: &Campaign) {
+    for w in c.warnings() {
+        eprintln!("wxpush: warning: {}: {w}", c.path.display());
+    }
+}
+
 fn check(path: &Path) -> Result<(), Error> {
     let c = campaign::load(path)?;
+    warn(&c);
     let v = validate(&c, None)?;
     let secs = v.recipients.div_ceil(u64::from(c.rate));
     println!("{}: valid", path.display());
@@ -222,6 +229,7 @@ async fn send(args: SendArgs) -> Result<(), Error> {
         resume_changed: args.resume_changed,
     };
     let start = resume::prepare(&c, &report_path, options)?;
+    warn(&c);
     let v = validate(&c, Some(&start.done))?;
     let limit = args.limit.unwrap_or(u64::MAX);
     let to_send = v.to_send.min(limit);
