@@ -64,6 +64,26 @@ pub enum Kind {
     MiniTemplate,
 }
 
+/// Where a run's messages go, which decides its default report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    WeChat,
+    /// A sandbox on this machine (`--sandbox`, or an API base on 127.0.0.1).
+    Sandbox,
+    DryRun,
+}
+
+impl RunKind {
+    /// The name a journal records, so a report is never resumed against the other kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::WeChat => "wechat",
+            RunKind::Sandbox => "sandbox",
+            RunKind::DryRun => "dry-run",
+        }
+    }
+}
+
 /// One data field: a Tera template for the value and an optional fixed colour.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldSpec {
@@ -134,16 +154,18 @@ impl Campaign {
         out
     }
 
-    /// The default report path: `reports/<name>.csv` beside the campaign file
-    /// (`<name>.dry-run.csv` for a dry run, so a dry run never looks like progress to resume).
-    pub fn default_report(&self, dry_run: bool) -> PathBuf {
+    /// The default report path: `reports/<name>.csv` beside the campaign file for a send to
+    /// WeChat, `<name>.sandbox.csv` for a send to a sandbox and `<name>.dry-run.csv` for a dry
+    /// run, so neither ever looks like progress a real send would resume.
+    pub fn default_report(&self, kind: RunKind) -> PathBuf {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        let file = if dry_run {
-            format!("{}.dry-run.csv", self.name)
-        } else {
-            format!("{}.csv", self.name)
+        let suffix = match kind {
+            RunKind::WeChat => "",
+            RunKind::Sandbox => ".sandbox",
+            RunKind::DryRun => ".dry-run",
         };
-        dir.join("reports").join(file)
+        dir.join("reports")
+            .join(format!("{}{suffix}.csv", self.name))
     }
 }
 

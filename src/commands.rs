@@ -15,7 +15,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use crate::Error;
-use crate::campaign::{self, Campaign, Kind};
+use crate::campaign::{self, Campaign, Kind, RunKind};
 use crate::cli::{Cli, Command, SandboxArgs, SendArgs};
 use crate::dispatch::{self, Outcome, Settings, Status, Stop, StopReason};
 use crate::journal::{self, Header, InDoubt, Journal};
@@ -213,10 +213,16 @@ async fn send(args: SendArgs) -> Result<(), Error> {
     if let Some(n) = args.concurrency {
         c.concurrency = n as usize;
     }
+    let base = api_base(args.sandbox)?;
+    let run_kind = match &base {
+        _ if args.dry_run => RunKind::DryRun,
+        Some(b) if !wechat::is_loopback(b) => RunKind::WeChat,
+        _ => RunKind::Sandbox,
+    };
     let report_path = args
         .report
         .clone()
-        .unwrap_or_else(|| c.default_report(args.dry_run));
+        .unwrap_or_else(|| c.default_report(run_kind));
     if args.dry_run {
         let v = validate(&c, None)?;
         let limit = args.limit.unwrap_or(u64::MAX);
@@ -228,7 +234,7 @@ async fn send(args: SendArgs) -> Result<(), Error> {
         resend_unknown: args.resend_unknown,
         resume_changed: args.resume_changed,
     };
-    let start = resume::prepare(&c, &report_path, options)?;
+    let start = resume::prepare(&c, run_kind, &report_path, options)?;
     warn(&c);
     let v = validate(&c, Some(&start.done))?;
     let limit = args.limit.unwrap_or(u64::MAX);
@@ -271,7 +277,7 @@ async fn send(args: SendArgs) -> Result<(), Error> {
         return Ok(());
     }
 
-    let target = target(&c, args.sandbox).await?;
+    let target = target(&c, base).await?;
     confirm(&c, to_send, &target, args.yes)?;
     let client = Client::new(&target.base).map_err(Error::Aborted)?;
     let tokens = Arc::new(Tokens::new(
@@ -376,7 +382,8 @@ async fn dry_run(c: Campaign, report_path: &Path, limit: u64, total: u64) -> Res
     let producer = {
         let c = c.clone();
         // A dry run shows the exact bodies, `client_msg_id` included (that of a fresh run).
-        let start = Resume::fresh(Header::new(&c.name, &c.template_id, String::new()));
+        let header = Header::new(&c.name, &c.template_id, String::new(), "dry-run");
+        let start = Resume::fresh(header);
         tokio::task::spawn_blocking(move || produce(&c, &start, limit, Sink::DryRun, &out_tx))
     };
     join(producer).await?;
@@ -397,17 +404,10 @@ async fn dry_run(c: Campaign, report_path: &Path, limit: u64, total: u64) -> Res
     Ok(())
 }
 
-async fn target(c: &Campaign, use_sandbox: bool) -> Result<Target, Error> {
+/// The API base URL, or `None` for the in-process sandbox.
+fn api_base(use_sandbox: bool) -> Result<Option<String>, Error> {
     if use_sandbox {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        let sb = Sandbox::start(addr, sandbox::Knobs::default())
-            .await
-            .map_err(|e| Error::Aborted(format!("cannot start the sandbox: {e}")))?;
-        return Ok(Target {
-            base: sb.base_url(),
-            secret: Secret::new(sandbox::SANDBOX_SECRET.to_owned()),
-            sandbox: Some(sb),
-        });
+        return Ok(None);
     }
     let base = std::env::var(API_BASE_ENV)
         .ok()
@@ -419,6 +419,22 @@ async fn target(c: &Campaign, use_sandbox: bool) -> Result<Target, Error> {
              use https:// (plain http:// is allowed only for 127.0.0.1 and localhost)"
         )));
     }
+    Ok(Some(base))
+}
+
+/// Connects the run to `base`, or starts the in-process sandbox for `None`.
+async fn target(c: &Campaign, base: Option<String>) -> Result<Target, Error> {
+    let Some(base) = base else {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let sb = Sandbox::start(addr, sandbox::Knobs::default())
+            .await
+            .map_err(|e| Error::Aborted(format!("cannot start the sandbox: {e}")))?;
+        return Ok(Target {
+            base: sb.base_url(),
+            secret: Secret::new(sandbox::SANDBOX_SECRET.to_owned()),
+            sandbox: Some(sb),
+        });
+    };
     let secret = match std::env::var(&c.secret_env) {
         Ok(s) if !s.trim().is_empty() => Secret::new(s.trim().to_owned()),
         _ => {

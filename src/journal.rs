@@ -36,10 +36,12 @@ pub struct Header {
     pub recipients: String,
     /// Stable across resumes, new on `--restart`: part of every `client_msg_id`.
     pub run_id: String,
+    /// `wechat` or `sandbox` ([`crate::campaign::RunKind::as_str`]).
+    pub api: String,
 }
 
 impl Header {
-    pub fn new(campaign: &str, template_id: &str, recipients: String) -> Self {
+    pub fn new(campaign: &str, template_id: &str, recipients: String, api: &str) -> Self {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -49,6 +51,7 @@ impl Header {
             template_id: template_id.to_owned(),
             recipients,
             run_id: format!("{:x}", now.as_micros()),
+            api: api.to_owned(),
         }
     }
 }
@@ -291,7 +294,7 @@ mod tests {
     fn started_sends_are_read_back_and_a_torn_line_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.journal");
-        let header = Header::new("c", "T", "abc".into());
+        let header = Header::new("c", "T", "abc".into(), "wechat");
         let j = Journal::create(&path, &header).unwrap();
         j.started("o_1", 1).unwrap();
         j.started("o_2", 2).unwrap();

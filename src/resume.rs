@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::campaign::{Campaign, Kind};
+use crate::campaign::{Campaign, Kind, RunKind};
 use crate::journal::{self, Header, InDoubt};
 use crate::recipients::key;
 use crate::report::{self, Done};
@@ -80,8 +80,13 @@ pub enum Error {
     },
 }
 
-/// Decides how a send of `c` with its report at `report_path` starts.
-pub fn prepare(c: &Campaign, report_path: &Path, opts: Options) -> Result<Resume, Error> {
+/// Decides how a send of `c` to `api` with its report at `report_path` starts.
+pub fn prepare(
+    c: &Campaign,
+    api: RunKind,
+    report_path: &Path,
+    opts: Options,
+) -> Result<Resume, Error> {
     let journal_path = journal::path_for(report_path);
     let fingerprint =
         journal::fingerprint(&c.recipients).map_err(|source| crate::recipients::Error::Io {
@@ -90,7 +95,12 @@ pub fn prepare(c: &Campaign, report_path: &Path, opts: Options) -> Result<Resume
         })?;
     let fresh = |set_aside| Resume {
         set_aside,
-        ..Resume::fresh(Header::new(&c.name, &c.template_id, fingerprint.clone()))
+        ..Resume::fresh(Header::new(
+            &c.name,
+            &c.template_id,
+            fingerprint.clone(),
+            api.as_str(),
+        ))
     };
     if !report_path.exists() {
         return Ok(fresh(None));
@@ -114,6 +124,14 @@ pub fn prepare(c: &Campaign, report_path: &Path, opts: Options) -> Result<Resume
              use --report to write elsewhere, or --restart to start a fresh report here (the \
              old one is kept)",
             header.campaign, header.template_id, c.name, c.template_id
+        )));
+    }
+    if header.api != api.as_str() {
+        return Err(Error::Refused(format!(
+            "{shown} records sends to {}, and this run sends to {}: the two never share a \
+             report; use --report to write elsewhere",
+            header.api,
+            api.as_str()
         )));
     }
     if header.recipients != fingerprint {

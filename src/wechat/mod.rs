@@ -179,11 +179,16 @@ fn snippet(bytes: &[u8]) -> String {
 
 /// Secrets may travel only over https, or over plain http to this machine (the sandbox).
 pub fn is_safe_base(base: &str) -> bool {
+    base.to_ascii_lowercase().starts_with("https://") || is_loopback(base)
+}
+
+/// The base URL is this machine: a sandbox, not WeChat.
+pub fn is_loopback(base: &str) -> bool {
     let lower = base.to_ascii_lowercase();
-    if lower.starts_with("https://") {
-        return true;
-    }
-    let Some(rest) = lower.strip_prefix("http://") else {
+    let Some(rest) = lower
+        .strip_prefix("http://")
+        .or_else(|| lower.strip_prefix("https://"))
+    else {
         return false;
     };
     let host = rest.split(['/', '?']).next().unwrap_or("");
@@ -210,6 +215,8 @@ mod tests {
         assert!(!is_safe_base("http://api.weixin.qq.com"));
         assert!(!is_safe_base("http://127.0.0.1.evil.com"));
         assert!(!is_safe_base("ftp://x"));
+        assert!(is_loopback("http://127.0.0.1:8960"));
+        assert!(!is_loopback("https://api.weixin.qq.com"));
     }
 
     #[test]

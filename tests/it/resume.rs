@@ -3,7 +3,7 @@
 
 use crate::support::*;
 
-const REPORT: &str = "reports/gen.csv";
+const REPORT: &str = "reports/gen.sandbox.csv";
 
 /// Kills wxpush with SIGKILL while `concurrency` requests are held open at the sandbox
 /// (processed, unanswered), then resumes.
@@ -237,6 +237,13 @@ fn a_report_of_another_campaign_or_list_is_refused() {
         .run()
         .expect(2)
         .stderr_has("belongs to campaign `gen` (template TPL)");
+    // WeChat's report is never a sandbox's (nothing is sent: refused before any request).
+    w.cmd(&["send", "c.yaml", "--yes", "--report", REPORT])
+        .env("WXPUSH_API_BASE", "https://wechat.invalid")
+        .env("WXPUSH_SECRET", "x")
+        .run()
+        .expect(2)
+        .stderr_has("records sends to sandbox, and this run sends to wechat");
     // A changed list.
     let mut csv = w.read("people.csv");
     csv.push_str("o_new_1,新人\n");
@@ -268,7 +275,7 @@ fn restart_keeps_the_old_report_aside() {
     let aside: Vec<_> = std::fs::read_dir(w.path("reports"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with("gen.") && n.ends_with(".csv") && n != "gen.csv")
+        .filter(|n| n.starts_with("gen.sandbox.") && n.ends_with(".csv") && n != "gen.sandbox.csv")
         .collect();
     assert_eq!(aside.len(), 1, "{aside:?}\n{}", run.stdout);
     assert_eq!(w.report(&format!("reports/{}", aside[0])).len(), 5);

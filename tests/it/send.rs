@@ -100,7 +100,7 @@ fn seed_examples_send_the_seed_bodies_exactly() {
     );
 
     // msgids above 2^53 survive as exact integers.
-    let rows = w.report("campaigns/reports/vocab-reminder.csv");
+    let rows = w.report("campaigns/reports/vocab-reminder.sandbox.csv");
     assert_eq!(rows.len(), 3);
     assert!(rows.iter().all(|r| r["msgid"].len() == 19), "{rows:?}");
 }
@@ -117,7 +117,11 @@ fn sandbox_flag_needs_no_credentials_or_server() {
     .run()
     .expect(0)
     .stdout_has("sent              3");
-    assert_eq!(w.report("campaigns/reports/vocab-reminder.csv").len(), 3);
+    assert_eq!(
+        w.report("campaigns/reports/vocab-reminder.sandbox.csv")
+            .len(),
+        3
+    );
 }
 
 #[test]
@@ -153,7 +157,7 @@ fn repeated_openids_are_sent_once_and_reported_skipped() {
     csv.push_str("o_test_00002,again\n");
     w.write("people.csv", csv);
     w.send(&sb, &[]).expect(0);
-    let rows = w.report("reports/gen.csv");
+    let rows = w.report("reports/gen.sandbox.csv");
     assert_eq!(rows.len(), 4);
     let skipped: Vec<_> = rows.iter().filter(|r| r["status"] == "skipped").collect();
     assert_eq!(skipped.len(), 1);
@@ -190,7 +194,7 @@ fn busy_answers_are_retried_until_sent() {
     let busy = s.by_errcode.get(&-1).copied().unwrap_or(0);
     assert!(busy > 0, "{s:?}");
     let attempts: u64 = w
-        .report("reports/gen.csv")
+        .report("reports/gen.sandbox.csv")
         .iter()
         .map(|r| r["attempts"].parse::<u64>().unwrap())
         .sum();
@@ -233,7 +237,11 @@ fn retired_legacy_api_aborts_fast_with_advice() {
         .stderr_has("resume with: wxpush send campaigns/course-legacy.yaml");
     assert!(sb.stats().send_requests <= 2);
     // Nothing was sent, so no row: a resumed run would send everyone.
-    assert_eq!(w.report("campaigns/reports/course-legacy.csv").len(), 0);
+    assert_eq!(
+        w.report("campaigns/reports/course-legacy.sandbox.csv")
+            .len(),
+        0
+    );
 }
 
 #[test]
@@ -266,7 +274,7 @@ fn per_recipient_failures_are_reported_and_the_run_completes() {
         .expect(0)
         .stdout_has("43004")
         .stdout_has("recipient does not follow the account");
-    let rows = w.report("reports/gen.csv");
+    let rows = w.report("reports/gen.sandbox.csv");
     let failed: Vec<_> = rows.iter().filter(|r| r["status"] == "failed").collect();
     assert_eq!(failed.len(), 9, "o_test_00001..00009");
     assert!(failed.iter().all(|r| r["errcode"] == "43004"));
@@ -313,7 +321,7 @@ fn limit_then_rerun_resumes_without_resending() {
     w.send(&sb, &[])
         .expect(0)
         .stdout_has("resuming: 4 of 10 recipients done");
-    assert_all_sent_once(&w, &sb, 10, "reports/gen.csv");
+    assert_all_sent_once(&w, &sb, 10, "reports/gen.sandbox.csv");
     w.send(&sb, &[])
         .expect(0)
         .stdout_has("nothing left to send");
@@ -353,7 +361,7 @@ fn secrets_never_appear_in_output_or_report() {
         let resumed = send().expect(0);
         let s = sb.stats();
         assert!(s.tokens_minted >= 2 && s.resets > 0, "{s:?}");
-        let files = ["reports/gen.csv", "reports/gen.journal"].map(|f| w.read(f));
+        let files = ["reports/gen.sandbox.csv", "reports/gen.sandbox.journal"].map(|f| w.read(f));
         for (name, text) in [
             ("stdout", &aborted.stdout),
             ("stderr", &aborted.stderr),

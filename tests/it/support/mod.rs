@@ -380,6 +380,6 @@ pub fn send_all(knobs: Knobs, n: usize, extra_yaml: &str) -> (Workdir, Sandbox, 
         .against(&sb)
         .run()
         .expect(0);
-    assert_all_sent_once(&w, &sb, n, "reports/gen.csv");
+    assert_all_sent_once(&w, &sb, n, "reports/gen.sandbox.csv");
     (w, sb, run)
 }
