@@ -139,7 +139,7 @@ pub fn summary(tally: &Tally, facts: &Facts<'_>) -> String {
             continue;
         }
         let note = match status {
-            Status::Sent => "accepted by WeChat",
+            Status::Sent => "accepted (errcode 0)",
             Status::Failed => "see errcode and errmsg in the report",
             Status::Unknown => "no answer: may or may not have been delivered",
             Status::Skipped => "repeated openid, sent once",
@@ -161,13 +161,12 @@ pub fn summary(tally: &Tally, facts: &Facts<'_>) -> String {
     let secs = facts.started.elapsed().as_secs_f64();
     let _ = write!(s, "  took {:.1} s", secs);
     if facts.sending {
-        let _ = write!(
-            s,
-            ", {} requests, {:.1} msgs/s (limit {}/s)",
-            thousands(tally.attempts),
-            tally.count(Status::Sent) as f64 / secs.max(1e-9),
-            facts.rate_limit
-        );
+        let _ = write!(s, ", {} requests", thousands(tally.attempts));
+        // Under a second, a rate says more about the burst allowance than about the pace.
+        if secs >= 1.0 {
+            let rate = tally.count(Status::Sent) as f64 / secs;
+            let _ = write!(s, ", {rate:.1} msgs/s (limit {}/s)", facts.rate_limit);
+        }
     }
     let _ = writeln!(s);
     let _ = writeln!(s, "  report: {}", facts.report.display());
