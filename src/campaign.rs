@@ -374,6 +374,13 @@ fn load_template(
     Ok((found.clone(), raw))
 }
 
+/// The line of a dotted key (`data.first`) in the YAML file at `path`, for errors found
+/// after loading (a template that does not compile). `None` if the file cannot be read or the
+/// key comes from a template file.
+pub fn line_of(path: &Path, key: &str) -> Option<usize> {
+    key_line(&std::fs::read_to_string(path).ok()?, key)
+}
+
 /// The 1-based line of a dotted key (`data.first.color`), to point errors that serde cannot
 /// locate (a value that parsed but breaks a rule) at the right place. Each segment is looked
 /// for below its parent, more indented; a segment written inline (`{ value: x, color: y }`)

@@ -23,9 +23,10 @@ use crate::wechat::message::{
 /// A template that does not compile, or a row that does not render.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: `{field}`: invalid template:\n{message}", path.display())]
+    #[error("{}{}: `{field}`: invalid template:\n{message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Syntax {
         path: PathBuf,
+        line: Option<usize>,
         field: String,
         message: String,
     },
@@ -80,6 +81,7 @@ impl Renderer {
         let mut add = |name: &str, src: &str| {
             tera.add_raw_template(name, src).map_err(|e| Error::Syntax {
                 path: campaign.path.clone(),
+                line: crate::campaign::line_of(&campaign.path, name),
                 field: name.to_owned(),
                 message: e.to_string(),
             })

@@ -108,7 +108,7 @@ fn bad_inputs_exit_2_name_the_culprit_and_send_nothing() {
             "invalid tera syntax",
             &GOOD.replace("{{ name }}", "{{ name "),
             PEOPLE,
-            &["c.yaml", "`data.first`", "invalid template"],
+            &["c.yaml:7: `data.first`", "invalid template"],
         ),
         (
             "undefined variable",
