@@ -454,11 +454,10 @@ async fn target(c: &Campaign, base: Option<String>) -> Result<Target, Error> {
 
 fn confirm(c: &Campaign, n: u64, target: &Target, yes: bool) -> Result<(), Error> {
     let question = format!(
-        "Send {} {} (template {}) to {} recipients via {} at {}/s?",
+        "Send {} {} (template {}) via {} at {}/s?",
         thousands(n),
         describe_kind(c.kind),
         c.template_id,
-        thousands(n),
         target.base,
         c.rate
     );

@@ -34,7 +34,7 @@ impl Progress {
             let bar = ProgressBar::new(total);
             // The template is a constant that parses.
             let style = ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {per_sec} ETA {eta} {msg}",
+                "{spinner} [{elapsed_precise}] {bar:30} {human_pos}/{human_len} ETA {eta} {msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
@@ -60,9 +60,12 @@ impl Progress {
         match &self.bar {
             Some(bar) => {
                 bar.inc(1);
+                let rate = self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+                let mut msg = format!("{rate:.0}/s");
                 if self.problems > 0 {
-                    bar.set_message(format!("({} failed or unknown)", self.problems));
+                    msg.push_str(&format!(", {} failed or unknown", self.problems));
                 }
+                bar.set_message(msg);
             }
             None if self.last_line.elapsed() >= PLAIN_EVERY => {
                 self.last_line = Instant::now();
