@@ -42,7 +42,8 @@ pub struct SendArgs {
     /// Render everything and write the report with each payload; send nothing, fetch no token.
     #[arg(long)]
     pub dry_run: bool,
-    /// Report path [default: reports/<name>.csv beside the campaign].
+    /// Report path (default: reports/NAME.csv beside the campaign; NAME.sandbox.csv when
+    /// sending to a sandbox, NAME.dry-run.csv for a dry run).
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
     /// Send to at most N recipients in this run (the rest on the next run).

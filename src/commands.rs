@@ -1,7 +1,7 @@
 //! The commands: each wires the pipeline stages together, in order. Nothing here parses,
 //! renders, sends or writes a row itself.
 //!
-//! `check` and `send` share one validation pass ([`validate`]) over every row, so nothing is
+//! `check` and `send` share one validation pass (`validate`) over every row, so nothing is
 //! sent until the whole campaign is valid. `send` then streams the rows again: a blocking
 //! producer reads and renders, the async dispatcher sends, a blocking writer appends outcomes
 //! to the report; bounded channels between them keep memory flat.

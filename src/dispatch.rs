@@ -269,8 +269,6 @@ struct Shared {
     health: Mutex<Health>,
 }
 
-/// Sends every message of `input`, writing outcomes to `outcomes`, until the input ends or
-/// `stop` fires. Returns when every started message has its outcome.
 /// What a run sends through, and where its outcomes go.
 pub struct Channels {
     pub client: Client,
@@ -280,6 +278,8 @@ pub struct Channels {
     pub stop: Arc<Stop>,
 }
 
+/// Sends every message of `input`, writing outcomes to `channels.outcomes`, until the input
+/// ends or `channels.stop` fires. Returns when every started message has its outcome.
 pub async fn run(mut input: mpsc::Receiver<Outgoing>, settings: Settings, channels: Channels) {
     // `rate` and the burst are at least 1 (campaign validation, `burst()`).
     let quota = Quota::per_second(NonZeroU32::new(settings.rate).unwrap_or(NonZeroU32::MIN))

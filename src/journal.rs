@@ -9,7 +9,7 @@
 //! and so the report, to one campaign, one recipient list and one run id.
 //!
 //! Lines are written with one `write` each (a killed process loses nothing written) and
-//! synced to disk in groups of [`SYNC_EVERY`].
+//! synced to disk in groups (`SYNC_EVERY`).
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};

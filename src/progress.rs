@@ -1,7 +1,7 @@
 //! Progress while a run goes, and the summary at its end.
 //!
 //! On a terminal: an indicatif bar (count, rate, ETA) on stderr. Otherwise (CI, a log file):
-//! a plain line every [`PLAIN_EVERY`]. Both only consume outcome counts from the report
+//! a plain line every `PLAIN_EVERY`. Both only consume outcome counts from the report
 //! writer; nothing here is on the send path. The summary goes to stdout.
 
 use std::fmt::Write as _;

@@ -3,7 +3,7 @@
 //! The report is also the journal that resume reads: a recipient with a row has an outcome
 //! and is never sent again. Rows are flushed to the OS after every batch of outcomes (a
 //! killed process loses nothing already written) and synced to disk in groups
-//! ([`SYNC_EVERY`], [`SYNC_ROWS`]). A half-written last line (power loss) is cut off before
+//! (`SYNC_EVERY`, `SYNC_ROWS`). A half-written last line (power loss) is cut off before
 //! appending.
 
 use std::collections::{BTreeMap, HashSet};
