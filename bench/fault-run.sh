@@ -39,5 +39,5 @@ WXPUSH_API_BASE=http://127.0.0.1:$port WXPUSH_SECRET=sandbox-secret \
 echo "# sandbox counters"
 curl -s "http://127.0.0.1:$port/sandbox/stats"; echo
 echo "# report: rows by status, openids with more than one row"
-tail -n +2 "$work/reports/bench.csv" | cut -d, -f2 | sort | uniq -c
-tail -n +2 "$work/reports/bench.csv" | cut -d, -f1 | sort | uniq -d | wc -l
+tail -n +2 "$work/reports/bench.sandbox.csv" | cut -d, -f2 | sort | uniq -c
+tail -n +2 "$work/reports/bench.sandbox.csv" | cut -d, -f1 | sort | uniq -d | wc -l

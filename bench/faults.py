@@ -74,7 +74,7 @@ class Run:
 
     def figures(self):
         s = stats(self.port)
-        with open(os.path.join(self.dir, "reports", "faults.csv")) as f:
+        with open(os.path.join(self.dir, "reports", "faults.sandbox.csv")) as f:
             rows = list(csv.DictReader(f))
         openids = Counter(r["openid"] for r in rows)
         status = Counter(r["status"] for r in rows)
