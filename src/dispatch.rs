@@ -24,9 +24,33 @@ use tokio::time::Instant;
 
 use crate::journal::Journal;
 use crate::wechat::errcode::{self, Action};
+use crate::wechat::message::Endpoint;
 use crate::wechat::message::{DEDUP_WINDOW, Outgoing};
+use crate::wechat::token::Token;
 use crate::wechat::token::{self, Tokens};
-use crate::wechat::{Client, SendError};
+use crate::wechat::{Client, Reply, SendError};
+
+/// The one call dispatch makes per attempt: [`Client`] in a run, a scripted fake in tests
+/// (which then run minutes of backoff and pauses in paused time).
+pub trait Transport: Send + Sync + 'static {
+    fn send(
+        &self,
+        endpoint: Endpoint,
+        token: &Token,
+        body: Bytes,
+    ) -> impl std::future::Future<Output = Result<Reply, SendError>> + Send;
+}
+
+impl Transport for Client {
+    fn send(
+        &self,
+        endpoint: Endpoint,
+        token: &Token,
+        body: Bytes,
+    ) -> impl std::future::Future<Output = Result<Reply, SendError>> + Send {
+        Client::send(self, endpoint, token, body)
+    }
+}
 
 /// Attempts per message (the first send included) before a transient failure is final.
 pub const MAX_ATTEMPTS: u32 = 6;
@@ -256,8 +280,8 @@ fn without_rid(errmsg: &str) -> &str {
     errmsg.split(" rid:").next().unwrap_or(errmsg)
 }
 
-struct Shared {
-    client: Client,
+struct Shared<T> {
+    client: T,
     tokens: Arc<Tokens>,
     journal: Arc<Journal>,
     limiter: DefaultDirectRateLimiter,
@@ -270,8 +294,8 @@ struct Shared {
 }
 
 /// What a run sends through, and where its outcomes go.
-pub struct Channels {
-    pub client: Client,
+pub struct Channels<T> {
+    pub client: T,
     pub tokens: Arc<Tokens>,
     pub journal: Arc<Journal>,
     pub outcomes: mpsc::Sender<Outcome>,
@@ -280,7 +304,11 @@ pub struct Channels {
 
 /// Sends every message of `input`, writing outcomes to `channels.outcomes`, until the input
 /// ends or `channels.stop` fires. Returns when every started message has its outcome.
-pub async fn run(mut input: mpsc::Receiver<Outgoing>, settings: Settings, channels: Channels) {
+pub async fn run<T: Transport>(
+    mut input: mpsc::Receiver<Outgoing>,
+    settings: Settings,
+    channels: Channels<T>,
+) {
     // `rate` and the burst are at least 1 (campaign validation, `burst()`).
     let quota = Quota::per_second(NonZeroU32::new(settings.rate).unwrap_or(NonZeroU32::MIN))
         .allow_burst(NonZeroU32::new(settings.burst()).unwrap_or(NonZeroU32::MIN));
@@ -337,7 +365,7 @@ struct Attempts {
 /// One message, with its retries, to its outcome. If the run stops first, the message gets
 /// no row (the next run sends it); if every request it made was answered, none delivered it,
 /// and the journal is told so, so that the next run does not hold it `unknown`.
-async fn deliver(ctx: &Shared, msg: Outgoing) {
+async fn deliver<T: Transport>(ctx: &Shared<T>, msg: Outgoing) {
     let mut attempts = Attempts::default();
     match attempt(ctx, &msg, &mut attempts).await {
         Some((outcome, systemic)) => emit(ctx, outcome, systemic).await,
@@ -352,7 +380,11 @@ async fn deliver(ctx: &Shared, msg: Outgoing) {
 
 /// The attempts of one message: its outcome and whether a failure is systemic (not about
 /// the recipient), or `None` if the run stopped first.
-async fn attempt(ctx: &Shared, msg: &Outgoing, state: &mut Attempts) -> Option<(Outcome, bool)> {
+async fn attempt<T: Transport>(
+    ctx: &Shared<T>,
+    msg: &Outgoing,
+    state: &mut Attempts,
+) -> Option<(Outcome, bool)> {
     let mut refreshes = 0;
     let mut backoff = Backoff::default();
     let first = Instant::now();
@@ -369,6 +401,14 @@ async fn attempt(ctx: &Shared, msg: &Outgoing, state: &mut Attempts) -> Option<(
         tokio::select! {
             _ = ctx.limiter.until_ready() => {}
             _ = ctx.stop.stopped() => return None,
+        }
+        // The run may have been stopped, or paused, while this attempt waited for its turn.
+        if ctx.stop.is_stopped() {
+            return None;
+        }
+        if ctx.is_paused() {
+            drop(permit);
+            continue;
         }
         let token = match ctx.tokens.get().await {
             Ok(t) => t,
@@ -392,7 +432,6 @@ async fn attempt(ctx: &Shared, msg: &Outgoing, state: &mut Attempts) -> Option<(
             .send(msg.endpoint, &token, msg.body.clone())
             .await;
         let latency = started.elapsed();
-        drop(permit);
 
         let mut outcome = Outcome {
             row: msg.row,
@@ -464,6 +503,9 @@ async fn attempt(ctx: &Shared, msg: &Outgoing, state: &mut Attempts) -> Option<(
                 backoff.next_delay()
             }
         };
+        // Held until the answer is acted on, so that after a fatal answer no other request
+        // takes this slot before the run is told to stop.
+        drop(permit);
         if attempts >= MAX_ATTEMPTS || first.elapsed() + wait > MAX_RETRY_TIME {
             // If the last attempt's answer was lost, it may have been delivered.
             outcome.status = if state.ambiguous {
@@ -481,7 +523,7 @@ async fn attempt(ctx: &Shared, msg: &Outgoing, state: &mut Attempts) -> Option<(
     }
 }
 
-impl Shared {
+impl<T> Shared<T> {
     /// Holds every send back for `d` (the account is throttled).
     fn pause(&self, d: Duration) {
         let until = Instant::now() + d;
@@ -489,6 +531,11 @@ impl Shared {
         if p.is_none_or(|cur| cur < until) {
             *p = Some(until);
         }
+    }
+
+    fn is_paused(&self) -> bool {
+        let until = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        until.is_some_and(|u| u > Instant::now())
     }
 
     async fn wait_out_pause(&self) {
@@ -504,7 +551,7 @@ impl Shared {
 
 /// Hands an outcome to the report writer, and to the health check. `systemic`: the failure
 /// is not about this recipient.
-async fn emit(ctx: &Shared, outcome: Outcome, systemic: bool) {
+async fn emit<T>(ctx: &Shared<T>, outcome: Outcome, systemic: bool) {
     let verdict = ctx
         .health
         .lock()
@@ -542,6 +589,195 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::Header;
+    use crate::wechat::message::Endpoint;
+
+    type Answer = Result<Reply, SendError>;
+    /// `answer(openid, nth attempt for it)`.
+    type Script = Arc<dyn Fn(&str, u32) -> Answer + Send + Sync>;
+
+    /// A transport that answers from a script: `answer(openid, nth attempt for it)`, and
+    /// records when each request was made (tokio time, so paused time shows the waits).
+    #[derive(Clone)]
+    struct Fake {
+        answer: Script,
+        calls: Arc<Mutex<Vec<(String, Duration)>>>,
+        start: Instant,
+    }
+
+    impl Transport for Fake {
+        async fn send(&self, _: Endpoint, _: &Token, body: Bytes) -> Answer {
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let openid = body["touser"].as_str().unwrap().to_owned();
+            let mut calls = self.calls.lock().unwrap();
+            calls.push((openid.clone(), self.start.elapsed()));
+            let nth = calls.iter().filter(|c| c.0 == openid).count() as u32;
+            drop(calls);
+            (self.answer)(&openid, nth)
+        }
+    }
+
+    fn code(errcode: i64) -> Answer {
+        Ok(Reply {
+            errcode,
+            errmsg: errcode::meaning(errcode).into(),
+            msgid: (errcode == 0).then_some(1),
+        })
+    }
+
+    fn message(openid: &str, deduplicated: bool) -> Outgoing {
+        let mut m = Outgoing::new(
+            1,
+            openid.into(),
+            Endpoint::TemplateSend,
+            &serde_json::json!({ "touser": openid }),
+        );
+        m.deduplicated = deduplicated;
+        m
+    }
+
+    struct Ran {
+        outcomes: Vec<Outcome>,
+        /// (openid, when the request was made)
+        calls: Vec<(String, Duration)>,
+        stop: Option<StopReason>,
+        journal: String,
+    }
+
+    /// Runs dispatch over `messages` against the script (tests start in paused time, so
+    /// backoffs and pauses take no real time).
+    async fn run_script(
+        messages: Vec<Outgoing>,
+        concurrency: usize,
+        answer: impl Fn(&str, u32) -> Answer + Send + Sync + 'static,
+    ) -> Ran {
+        let dir = tempfile::tempdir().unwrap();
+        let journal_path = dir.path().join("j.journal");
+        let journal =
+            Journal::create(&journal_path, &Header::new("c", "T", "x".into(), "test")).unwrap();
+        let fake = Fake {
+            answer: Arc::new(answer),
+            calls: Arc::default(),
+            start: Instant::now(),
+        };
+        let (tx, rx) = mpsc::channel(messages.len().max(1));
+        for m in messages {
+            tx.send(m).await.unwrap();
+        }
+        drop(tx);
+        let (out_tx, mut out_rx) = mpsc::channel(1024);
+        let stop = Arc::new(Stop::default());
+        let settings = Settings {
+            rate: 1000,
+            concurrency,
+            error_threshold: 0.5,
+        };
+        let channels = Channels {
+            client: fake.clone(),
+            tokens: Arc::new(Tokens::preloaded("t")),
+            journal: Arc::new(journal),
+            outcomes: out_tx,
+            stop: stop.clone(),
+        };
+        run(rx, settings, channels).await;
+        let mut outcomes = Vec::new();
+        while let Ok(o) = out_rx.try_recv() {
+            outcomes.push(o);
+        }
+        outcomes.sort_by(|a, b| a.openid.cmp(&b.openid));
+        let calls = fake.calls.lock().unwrap().clone();
+        Ran {
+            outcomes,
+            calls,
+            stop: stop.reason(),
+            journal: std::fs::read_to_string(&journal_path).unwrap(),
+        }
+    }
+
+    fn after(calls: &[(String, Duration)], openid: &str, nth: usize) -> Duration {
+        calls.iter().filter(|c| c.0 == openid).nth(nth).unwrap().1
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_minute_quota_pauses_every_send_for_a_minute() {
+        let ran = run_script(
+            ["o1", "o2", "o3"].map(|o| message(o, false)).to_vec(),
+            1,
+            |openid, nth| code(if openid == "o1" && nth == 1 { 45011 } else { 0 }),
+        )
+        .await;
+        assert!(ran.outcomes.iter().all(|o| o.status == Status::Sent));
+        assert_eq!(ran.outcomes[0].attempts, 2);
+        // After the 45011, no request at all for a minute: o1's retry and the others.
+        assert!(after(&ran.calls, "o1", 1) >= errcode::MINUTE_QUOTA_PAUSE);
+        assert!(after(&ran.calls, "o2", 0) >= errcode::MINUTE_QUOTA_PAUSE);
+        assert!(after(&ran.calls, "o3", 0) >= errcode::MINUTE_QUOTA_PAUSE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_recipient_waits_alone() {
+        let ran = run_script(
+            ["o1", "o2"].map(|o| message(o, false)).to_vec(),
+            2,
+            |openid, nth| code(if openid == "o1" && nth == 1 { 43117 } else { 0 }),
+        )
+        .await;
+        assert!(ran.outcomes.iter().all(|o| o.status == Status::Sent));
+        assert!(after(&ran.calls, "o1", 1) >= errcode::MINUTE_QUOTA_PAUSE);
+        assert!(after(&ran.calls, "o2", 0) < Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn busy_retries_are_bounded_in_count_and_time() {
+        let ran = run_script(vec![message("o1", false)], 1, |_, _| code(-1)).await;
+        let o = &ran.outcomes[0];
+        assert_eq!(o.status, Status::Failed);
+        assert_eq!(o.attempts, MAX_ATTEMPTS);
+        assert!(
+            o.errmsg.starts_with("gave up after 6 attempts"),
+            "{}",
+            o.errmsg
+        );
+        assert!(ran.calls.last().unwrap().1 < MAX_RETRY_TIME);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_answer_is_retried_only_under_client_msg_id() {
+        let lost = |_: &str, nth: u32| {
+            if nth == 1 {
+                Err(SendError::Ambiguous("connection reset".into()))
+            } else {
+                code(0)
+            }
+        };
+        let ran = run_script(vec![message("o1", true)], 1, lost).await;
+        assert_eq!(
+            (ran.outcomes[0].status, ran.outcomes[0].attempts),
+            (Status::Sent, 2)
+        );
+        let ran = run_script(vec![message("o1", false)], 1, lost).await;
+        assert_eq!(
+            (ran.outcomes[0].status, ran.outcomes[0].attempts),
+            (Status::Unknown, 1)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fatal_answer_stops_the_run_and_releases_the_message() {
+        let ran = run_script(
+            ["o1", "o2", "o3"].map(|o| message(o, false)).to_vec(),
+            1,
+            |_, _| code(40037),
+        )
+        .await;
+        assert!(ran.outcomes.is_empty(), "no row: the next run sends them");
+        assert!(matches!(
+            ran.stop,
+            Some(StopReason::Api { errcode: 40037, .. })
+        ));
+        assert_eq!(ran.calls.len(), 1, "nothing leaves after the abort");
+        assert!(ran.journal.contains("o1\t1\treleased"), "{}", ran.journal);
+    }
 
     #[test]
     fn backoff_doubles_to_its_cap_and_stays_within_it() {

@@ -114,6 +114,27 @@ impl Tokens {
         }
     }
 
+    /// A provider holding `token` for a day, which never calls WeChat (dispatch tests).
+    #[cfg(test)]
+    pub(crate) fn preloaded(token: &str) -> Self {
+        // The address is never dialled: the cached token stays fresh for the whole test.
+        let client = Client::new("http://127.0.0.1:9").expect("a plain client builds");
+        let t = Tokens::new(
+            client,
+            TokenApi::Stable,
+            "wx".into(),
+            Secret::new(String::new()),
+        );
+        *t.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(Cached {
+            token: Token {
+                value: token.into(),
+                generation: 1,
+            },
+            refresh_at: Instant::now() + Duration::from_secs(86_400),
+        });
+        t
+    }
+
     /// A token that is not about to expire.
     pub async fn get(&self) -> Result<Token, Error> {
         if let Some(t) = self.fresh() {
