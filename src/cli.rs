@@ -67,6 +67,10 @@ pub struct SendArgs {
     /// Send again to the recipients recorded `unknown` (their message may have been delivered).
     #[arg(long, conflicts_with_all = ["dry_run", "restart"])]
     pub resend_unknown: bool,
+    /// Send again to the recipients whose retries ran out (system busy, network errors);
+    /// refusals for the recipient (not following, invalid openid…) are not retried.
+    #[arg(long, conflicts_with_all = ["dry_run", "restart"])]
+    pub retry_failed: bool,
     /// Resume although the recipients file changed (openids with a row are still skipped).
     #[arg(long, conflicts_with_all = ["dry_run", "restart"])]
     pub resume_changed: bool,

@@ -232,6 +232,7 @@ async fn send(args: SendArgs) -> Result<(), Error> {
     let options = resume::Options {
         restart: args.restart,
         resend_unknown: args.resend_unknown,
+        retry_failed: args.retry_failed,
         resume_changed: args.resume_changed,
     };
     let start = resume::prepare(&c, run_kind, &report_path, options)?;
@@ -251,10 +252,15 @@ async fn send(args: SendArgs) -> Result<(), Error> {
             report_path.display()
         );
     }
-    if start.unknown_dropped > 0 {
+    if start.dropped > 0 {
         println!(
-            "--resend-unknown: {} recipients recorded `unknown` will be sent again",
-            thousands(start.unknown_dropped)
+            "{} recipients recorded {} will be sent again",
+            thousands(start.dropped),
+            match (args.resend_unknown, args.retry_failed) {
+                (true, true) => "`unknown` or `failed` after their last retry",
+                (true, false) => "`unknown`",
+                _ => "`failed` after their last retry",
+            }
         );
     }
     if !start.unknown.is_empty() {

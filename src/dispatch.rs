@@ -23,6 +23,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::journal::Journal;
+use crate::report::GAVE_UP;
 use crate::wechat::errcode::{self, Action};
 use crate::wechat::message::Endpoint;
 use crate::wechat::message::{DEDUP_WINDOW, Outgoing};
@@ -513,7 +514,7 @@ async fn attempt<T: Transport>(
             } else {
                 Status::Failed
             };
-            outcome.errmsg = format!("gave up after {attempts} attempts: {}", outcome.errmsg);
+            outcome.errmsg = format!("{GAVE_UP} {attempts} attempts: {}", outcome.errmsg);
             return Some((outcome, true));
         }
         tokio::select! {

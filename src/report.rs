@@ -281,9 +281,22 @@ impl Done {
     }
 }
 
-/// Removes the `unknown` rows of the report at `path` (so those recipients are sent again),
-/// by writing the rest to a temporary file that then replaces it. Returns how many.
-pub fn drop_unknown(path: &Path) -> Result<u64, Error> {
+/// The prefix of the errmsg of a row whose retries ran out (system busy, network errors):
+/// never delivered, and worth sending again later (`--retry-failed`).
+pub const GAVE_UP: &str = "gave up after";
+
+/// Which rows [`drop_rows`] removes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Drop {
+    /// Rows recorded `unknown`.
+    pub unknown: bool,
+    /// `failed` rows whose retries ran out.
+    pub gave_up: bool,
+}
+
+/// Removes rows of the report at `path` (so those recipients are sent again), by writing
+/// the rest to a temporary file that then replaces it. Returns how many.
+pub fn drop_rows(path: &Path, which: Drop) -> Result<u64, Error> {
     let io_err = |source| Error::Io {
         path: path.to_owned(),
         source,
@@ -304,7 +317,14 @@ pub fn drop_unknown(path: &Path) -> Result<u64, Error> {
     let mut dropped = 0;
     for (i, rec) in rdr.records().enumerate() {
         let rec = rec.map_err(csv_err)?;
-        if i > 0 && rec.get(1) == Some(Status::Unknown.as_str()) {
+        let status = rec.get(1).and_then(Status::parse);
+        let gave_up = rec.get(3).is_some_and(|m| m.starts_with(GAVE_UP));
+        let drop = match status {
+            Some(Status::Unknown) => which.unknown,
+            Some(Status::Failed) => which.gave_up && gave_up,
+            _ => false,
+        };
+        if i > 0 && drop {
             dropped += 1;
             continue;
         }
@@ -432,7 +452,11 @@ mod tests {
         w.write(&outcome("a", 1, Status::Sent)).unwrap();
         w.write(&outcome("b", 2, Status::Unknown)).unwrap();
         w.finish().unwrap();
-        assert_eq!(drop_unknown(&path).unwrap(), 1);
+        let only_unknown = Drop {
+            unknown: true,
+            gave_up: false,
+        };
+        assert_eq!(drop_rows(&path, only_unknown).unwrap(), 1);
         let done = read(&path).unwrap();
         assert_eq!(done.rows, 1);
         assert!(!done.has_openid("b"));

@@ -5,7 +5,8 @@
 //! has no row was in flight: it is recorded `unknown` and not sent again (WeChat has no way
 //! to ask whether it was delivered), except for Official Account messages still inside their
 //! `client_msg_id` window, which are re-sent with the same id (WeChat delivers at most one).
-//! `--resend-unknown` sends the `unknown` ones again; `--restart` puts the old report aside.
+//! `--resend-unknown` sends the `unknown` ones again, `--retry-failed` those whose retries ran
+//! out; `--restart` puts the old report aside.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,8 @@ pub struct Options {
     pub restart: bool,
     /// Send again the recipients recorded `unknown`.
     pub resend_unknown: bool,
+    /// Send again the recipients whose retries ran out.
+    pub retry_failed: bool,
     /// Resume although the recipients file changed.
     pub resume_changed: bool,
 }
@@ -43,8 +46,8 @@ pub struct Resume {
     pub resend: HashMap<u128, SystemTime>,
     /// Where the old report was put by `--restart`.
     pub set_aside: Option<PathBuf>,
-    /// `unknown` rows removed by `--resend-unknown`.
-    pub unknown_dropped: u64,
+    /// Rows removed by `--resend-unknown` and `--retry-failed`.
+    pub dropped: u64,
 }
 
 impl Resume {
@@ -57,7 +60,7 @@ impl Resume {
             unknown: Vec::new(),
             resend: HashMap::new(),
             set_aside: None,
-            unknown_dropped: 0,
+            dropped: 0,
         }
     }
 }
@@ -146,8 +149,12 @@ pub fn prepare(
         }
         header.recipients = fingerprint;
     }
-    let unknown_dropped = if opts.resend_unknown {
-        report::drop_unknown(report_path)?
+    let which = report::Drop {
+        unknown: opts.resend_unknown,
+        gave_up: opts.retry_failed,
+    };
+    let dropped = if which.unknown || which.gave_up {
+        report::drop_rows(report_path, which)?
     } else {
         0
     };
@@ -173,7 +180,7 @@ pub fn prepare(
         unknown,
         resend,
         set_aside: None,
-        unknown_dropped,
+        dropped,
     })
 }
 

@@ -76,6 +76,41 @@ fn resend_unknown_is_an_explicit_opt_in() {
 }
 
 #[test]
+fn recipients_whose_retries_ran_out_can_be_retried_later() {
+    let w = Workdir::new();
+    generated(&w, 30, "rate: 500\nconcurrency: 8\n");
+    // Two recipients always answered "system busy"; one not following the account.
+    let sb = Sandbox::start(Knobs {
+        fail_prefixes: vec![("o_test_0000".into(), -1), ("o_test_00010".into(), 43004)],
+        ..Knobs::default()
+    });
+    let csv = w.read("people.csv");
+    w.write("people.csv", csv.replace("o_test_00003", "o_other_3"));
+    w.send(&sb, &[]).expect(0);
+    let failed = |w: &Workdir| {
+        w.report(REPORT)
+            .into_iter()
+            .filter(|r| r["status"] == "failed")
+            .count()
+    };
+    let busy = 8; // o_test_00001..09 but 03
+    assert_eq!(
+        failed(&w),
+        busy + 1,
+        "the busy ones, and o_test_00010 refused"
+    );
+    drop(sb);
+    let sb = Sandbox::start(Knobs::default());
+    w.send(&sb, &["--retry-failed"])
+        .expect(0)
+        .stdout_has("8 recipients recorded `failed` after their last retry will be sent again");
+    // Only the busy ones were sent again; the refusal stays a refusal.
+    assert_eq!(sb.stats().send_requests, 8);
+    assert_eq!(failed(&w), 1);
+    assert_eq!(w.report(REPORT).len(), 30);
+}
+
+#[test]
 fn connection_resets_never_cause_a_duplicate() {
     for (target, expect_unknown) in [("", false), ("target: mini\n", true)] {
         let w = Workdir::new();
