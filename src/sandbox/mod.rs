@@ -985,17 +985,25 @@ mod tests {
         sb.shutdown().await;
     }
 
-    #[tokio::test]
-    async fn hold_from_holds_until_release() {
+    /// A sandbox holding answers from the `hold_from`-th send, a client with a token, and
+    /// the URL of `path` with that token.
+    async fn holding(hold_from: u64, path: &str) -> (Sandbox, reqwest::Client, String) {
         let sb = start(Knobs {
-            hold_from: Some(2),
+            hold_from: Some(hold_from),
             ..Knobs::default()
         })
         .await;
         let base = sb.base_url();
         let c = reqwest::Client::new();
         let token = token(&c, &base).await;
-        let url = format!("{base}/cgi-bin/message/template/send?access_token={token}");
+        let url = format!("{base}{path}?access_token={token}");
+        (sb, c, url)
+    }
+
+    #[tokio::test]
+    async fn hold_from_holds_until_release() {
+        let (sb, c, url) = holding(2, "/cgi-bin/message/template/send").await;
+        let base = sb.base_url();
 
         let first = try_send(c.clone(), url.clone(), tpl_body("o_1")).await;
         assert_eq!(first.expect("first is answered")["errcode"], 0);
@@ -1038,15 +1046,8 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_breaks_held_answers() {
-        let sb = start(Knobs {
-            hold_from: Some(1),
-            ..Knobs::default()
-        })
-        .await;
+        let (sb, c, url) = holding(1, "/cgi-bin/message/subscribe/send").await;
         let base = sb.base_url();
-        let c = reqwest::Client::new();
-        let token = token(&c, &base).await;
-        let url = format!("{base}/cgi-bin/message/subscribe/send?access_token={token}");
         let body = json!({"touser": "o1", "template_id": "t", "data": {"thing1": {"value": "hi"}}});
         let held = tokio::spawn(try_send(c.clone(), url, body));
         // Wrong-method requests to send endpoints are held as well.
