@@ -47,7 +47,7 @@ pub struct SendArgs {
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
     /// Send to at most N recipients in this run (the rest on the next run).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
     /// Messages per second (overrides the campaign's `rate`).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]

@@ -20,7 +20,7 @@ use crate::cli::{Cli, Command, SandboxArgs, SendArgs};
 use crate::dispatch::{self, Outcome, Settings, Status, Stop, StopReason};
 use crate::journal::{self, Header, InDoubt, Journal};
 use crate::progress::{self, Facts, Progress, thousands};
-use crate::recipients::{Recipients, Row, key};
+use crate::recipients::{Recipient, Recipients, Row, key};
 use crate::render::{self, Renderer};
 use crate::report::{self, Done, Tally};
 use crate::resume::{self, Resume};
@@ -279,6 +279,10 @@ async fn send(args: SendArgs) -> Result<(), Error> {
         );
     }
     if to_send == 0 {
+        if v.duplicates_to_report > 0 {
+            // A run stopped between a recipient's last row and its repeats.
+            record_skipped(&c, &start.done, &report_path)?;
+        }
         println!("nothing left to send: every recipient has a row in the report");
         return Ok(());
     }
@@ -365,6 +369,26 @@ async fn send(args: SendArgs) -> Result<(), Error> {
         );
     }
     Ok(())
+}
+
+/// The report row of a repeated openid.
+fn skipped(r: Recipient) -> Outcome {
+    let why = "repeated openid: sent once, for its first row".to_owned();
+    Outcome::unsent(r.row, r.openid, Status::Skipped, why)
+}
+
+/// Reports the repeated openids not reported yet, when nothing is left to send.
+fn record_skipped(c: &Campaign, done: &Done, report_path: &Path) -> Result<(), Error> {
+    let mut rows = Recipients::open(&c.recipients, render::required_columns(c))?;
+    let mut writer = report::Writer::append(report_path)?;
+    while let Some(row) = rows.next_row() {
+        if let Row::Duplicate(r) = row?
+            && !done.has_skipped_row(r.row)
+        {
+            writer.write(&skipped(r))?;
+        }
+    }
+    Ok(writer.finish()?)
 }
 
 /// Records the sends the previous run left in flight as `unknown`.
@@ -613,13 +637,8 @@ fn produce(
                     },
                 }
             }
-            Row::Duplicate(r) => {
-                if done.has_skipped_row(r.row) {
-                    continue;
-                }
-                let why = "repeated openid: sent once, for its first row".to_owned();
-                Outcome::unsent(r.row, r.openid, Status::Skipped, why)
-            }
+            Row::Duplicate(r) if done.has_skipped_row(r.row) => continue,
+            Row::Duplicate(r) => skipped(r),
         };
         if outcomes.blocking_send(outcome).is_err() {
             break;

@@ -317,3 +317,28 @@ fn restart_keeps_the_old_report_aside() {
     assert_eq!(w.report(REPORT).len(), 5);
     assert_eq!(sb.stats().accepted, 10, "a restart sends to everyone again");
 }
+
+#[test]
+fn repeats_left_unreported_by_a_stopped_run_are_reported_on_resume() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    generated(&w, 5, "rate: 500\n");
+    let mut csv = w.read("people.csv");
+    csv.push_str("o_test_00001,again\no_test_00002,again\n");
+    w.write("people.csv", csv);
+    w.send(&sb, &[]).expect(0);
+    // As if the run had stopped after the last send, before writing the repeats' rows.
+    let report = w.read(REPORT);
+    let kept: Vec<&str> = report
+        .lines()
+        .filter(|l| !l.contains(",skipped,"))
+        .collect();
+    w.write(REPORT, kept.join("\n") + "\n");
+    w.send(&sb, &[])
+        .expect(0)
+        .stdout_has("nothing left to send");
+    let rows = w.report(REPORT);
+    assert_eq!(rows.len(), 7);
+    assert_eq!(rows.iter().filter(|r| r["status"] == "skipped").count(), 2);
+    assert_eq!(sb.stats().send_requests, 5);
+}
