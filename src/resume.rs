@@ -105,14 +105,23 @@ pub fn prepare(
             api.as_str(),
         ))
     };
-    if !report_path.exists() {
-        return Ok(fresh(None));
-    }
-    if opts.restart {
+    let shown = report_path.display();
+    if opts.restart && (report_path.exists() || journal_path.exists()) {
         let aside = set_aside(report_path, &journal_path)?;
         return Ok(fresh(Some(aside)));
     }
-    let shown = report_path.display();
+    if !report_path.exists() {
+        if journal_path.exists() {
+            // The journal says sends happened; without their outcomes, a fresh start could
+            // send to every one of those recipients again.
+            return Err(Error::Refused(format!(
+                "{} records sends of an earlier run but its report {shown} is missing; restore \
+                 the report to resume, or pass --restart to start over (the journal is kept)",
+                journal_path.display()
+            )));
+        }
+        return Ok(fresh(None));
+    }
     if !journal_path.exists() {
         return Err(Error::Refused(format!(
             "{shown} exists but its journal {} does not, so wxpush cannot tell which sends were \
@@ -202,7 +211,9 @@ fn set_aside(report: &Path, journal: &Path) -> Result<PathBuf, Error> {
             source,
         })
     };
-    rename(report, &aside)?;
+    if report.exists() {
+        rename(report, &aside)?;
+    }
     if journal.exists() {
         rename(journal, &aside.with_extension("journal"))?;
     }

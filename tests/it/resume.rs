@@ -316,6 +316,13 @@ fn restart_keeps_the_old_report_aside() {
     assert_eq!(w.report(&format!("reports/{}", aside[0])).len(), 5);
     assert_eq!(w.report(REPORT).len(), 5);
     assert_eq!(sb.stats().accepted, 10, "a restart sends to everyone again");
+
+    // A report deleted by hand: the journal still knows about the sends.
+    std::fs::remove_file(w.path(REPORT)).unwrap();
+    w.send(&sb, &[])
+        .expect(2)
+        .stderr_has("its report reports/gen.sandbox.csv is missing");
+    assert_eq!(sb.stats().send_requests, 10);
 }
 
 #[test]
