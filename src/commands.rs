@@ -307,7 +307,7 @@ async fn send(args: SendArgs) -> Result<(), Error> {
     let (writer, journal) = match start.previous_rows {
         Some(_) => (
             report::Writer::append(&report_path)?,
-            Journal::append(&journal_path, &start.header)?,
+            Journal::append(&journal_path, start.header_changed.then_some(&start.header))?,
         ),
         None => (
             report::Writer::create(&report_path, false)?,

@@ -39,6 +39,8 @@ pub struct Resume {
     pub done: Done,
     /// Rows in the report when resuming; `None` for a fresh report.
     pub previous_rows: Option<u64>,
+    /// `header` differs from the journal's (`--resume-changed`): the journal must record it.
+    pub header_changed: bool,
     /// In flight when the previous run stopped, to be recorded `unknown` now.
     pub unknown: Vec<InDoubt>,
     /// In flight when the previous run stopped, safe to send again (inside the
@@ -57,6 +59,7 @@ impl Resume {
             header,
             done: Done::default(),
             previous_rows: None,
+            header_changed: false,
             unknown: Vec::new(),
             resend: HashMap::new(),
             set_aside: None,
@@ -146,7 +149,8 @@ pub fn prepare(
             api.as_str()
         )));
     }
-    if header.recipients != fingerprint {
+    let header_changed = header.recipients != fingerprint;
+    if header_changed {
         if !opts.resume_changed {
             return Err(Error::Refused(format!(
                 "{} changed since {shown} was started. Resuming skips every openid that \
@@ -186,6 +190,7 @@ pub fn prepare(
         header,
         done,
         previous_rows,
+        header_changed,
         unknown,
         resend,
         set_aside: None,
