@@ -17,6 +17,8 @@ use crate::wechat::errcode;
 
 /// Interval of the plain progress lines when stderr is not a terminal.
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
+/// Redraw interval of the progress bar (and of its rate message).
+const BAR_TICK: Duration = Duration::from_millis(200);
 
 /// Progress of one run over `total` recipients.
 pub struct Progress {
@@ -25,6 +27,7 @@ pub struct Progress {
     done: u64,
     problems: u64,
     started: Instant,
+    /// When the last plain line (or bar message) was made.
     last_line: Instant,
 }
 
@@ -38,7 +41,7 @@ impl Progress {
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
-            bar.enable_steady_tick(Duration::from_millis(200));
+            bar.enable_steady_tick(BAR_TICK);
             bar
         });
         Progress {
@@ -60,12 +63,16 @@ impl Progress {
         match &self.bar {
             Some(bar) => {
                 bar.inc(1);
-                let rate = self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
-                let mut msg = format!("{rate:.0}/s");
-                if self.problems > 0 {
-                    msg.push_str(&format!(", {} failed or unknown", self.problems));
+                // The bar redraws every BAR_TICK: formatting the message more often is waste.
+                if self.last_line.elapsed() >= BAR_TICK {
+                    self.last_line = Instant::now();
+                    let rate = self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+                    let mut msg = format!("{rate:.0}/s");
+                    if self.problems > 0 {
+                        msg.push_str(&format!(", {} failed or unknown", self.problems));
+                    }
+                    bar.set_message(msg);
                 }
-                bar.set_message(msg);
             }
             None if self.last_line.elapsed() >= PLAIN_EVERY => {
                 self.last_line = Instant::now();

@@ -56,8 +56,8 @@ pub struct Renderer {
     recipients: PathBuf,
     headers: Arc<[String]>,
     base: Context,
-    /// `(key, color)`; the template of `key` is registered as `data.<key>`.
-    fields: Vec<(String, Option<String>)>,
+    /// The data fields, in order.
+    fields: Vec<Field>,
     url: bool,
     page: bool,
     miniprogram_appid: Option<String>,
@@ -68,6 +68,14 @@ pub struct Renderer {
     lang: Option<String>,
     /// Set for sends: official messages then carry a `client_msg_id` derived from it.
     run_id: Option<String>,
+}
+
+/// A data field: its key, the name its template is registered under, its colour.
+struct Field {
+    key: String,
+    /// `data.<key>`, built once rather than per row.
+    template: String,
+    color: Option<String>,
 }
 
 const URL: &str = "url";
@@ -117,7 +125,11 @@ impl Renderer {
             fields: campaign
                 .data
                 .iter()
-                .map(|(k, s)| (k.clone(), s.color.clone()))
+                .map(|(key, spec)| Field {
+                    key: key.clone(),
+                    template: format!("data.{key}"),
+                    color: spec.color.clone(),
+                })
                 .collect(),
             url: campaign.url.is_some(),
             page: campaign.page.is_some(),
@@ -159,18 +171,17 @@ impl Renderer {
         let optional = |present: bool, name: &str| present.then(|| render(name)).transpose();
 
         let mut data = Data::with_capacity(self.fields.len());
-        for (key, color) in &self.fields {
-            let name = format!("data.{key}");
-            let value = render(&name)?;
+        for f in &self.fields {
+            let value = render(&f.template)?;
             if self.kind != Kind::MiniTemplate {
-                fields::check(key, &value)
-                    .map_err(|m| err(&name, format!("{m} (rendered: {value:?})")))?;
+                fields::check(&f.key, &value)
+                    .map_err(|m| err(&f.template, format!("{m} (rendered: {value:?})")))?;
             }
             data.insert(
-                key.clone(),
+                f.key.clone(),
                 DataField {
                     value,
-                    color: color.clone(),
+                    color: f.color.clone(),
                 },
             );
         }
