@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
+pub use crate::wechat::token::TokenApi;
+
 /// Environment variable that holds the AppSecret unless `secret_env` names another.
 pub const DEFAULT_SECRET_ENV: &str = "WXPUSH_SECRET";
 /// Messages per second when the campaign sets no `rate`: well under anything WeChat is known
@@ -20,6 +22,10 @@ pub const DEFAULT_RATE: u32 = 50;
 /// Requests in flight when the campaign sets no `concurrency`: covers `DEFAULT_RATE` at an
 /// RTT of up to 160 ms (Little's law: 50/s × 0.16 s = 8).
 pub const DEFAULT_CONCURRENCY: usize = 8;
+/// The most requests in flight a campaign or `--concurrency` may ask for: far above what
+/// any WeChat account's rate needs (1,024 at 200 ms is 5,000/s), and low enough that the
+/// dispatcher's queue (4 × concurrency) stays small.
+pub const MAX_CONCURRENCY: u32 = 1024;
 /// Fraction of recent sends failing for non-recipient reasons that aborts the run.
 pub const DEFAULT_ERROR_THRESHOLD: f64 = 0.5;
 
@@ -42,17 +48,6 @@ pub enum MiniApi {
     Template,
 }
 
-/// How the access token is obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TokenApi {
-    /// `POST /cgi-bin/stable_token`: does not invalidate tokens other services of the account hold.
-    #[default]
-    Stable,
-    /// `GET /cgi-bin/token`: every call invalidates the previous token after 5 minutes.
-    Classic,
-}
-
 /// The message kind, which fixes the endpoint and the body shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -62,26 +57,6 @@ pub enum Kind {
     Subscribe,
     /// Mini Program legacy template message (needs a `form_id` column).
     MiniTemplate,
-}
-
-/// Where a run's messages go, which decides its default report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunKind {
-    WeChat,
-    /// A sandbox on this machine (`--sandbox`, or an API base on 127.0.0.1).
-    Sandbox,
-    DryRun,
-}
-
-impl RunKind {
-    /// The name a journal records, so a report is never resumed against the other kind.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunKind::WeChat => "wechat",
-            RunKind::Sandbox => "sandbox",
-            RunKind::DryRun => "dry-run",
-        }
-    }
 }
 
 /// One data field: a Tera template for the value and an optional fixed colour.
@@ -152,20 +127,6 @@ impl Campaign {
             );
         }
         out
-    }
-
-    /// The default report path: `reports/<name>.csv` beside the campaign file for a send to
-    /// WeChat, `<name>.sandbox.csv` for a send to a sandbox and `<name>.dry-run.csv` for a dry
-    /// run, so neither ever looks like progress a real send would resume.
-    pub fn default_report(&self, kind: RunKind) -> PathBuf {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let suffix = match kind {
-            RunKind::WeChat => "",
-            RunKind::Sandbox => ".sandbox",
-            RunKind::DryRun => ".dry-run",
-        };
-        dir.join("reports")
-            .join(format!("{}{suffix}.csv", self.name))
     }
 }
 
@@ -590,8 +551,11 @@ impl Validator<'_> {
             return Err(self.err("rate", "must be at least 1 message per second"));
         }
         let concurrency = raw.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
-        if concurrency == 0 {
-            return Err(self.err("concurrency", "must be at least 1"));
+        if !(1..=MAX_CONCURRENCY as usize).contains(&concurrency) {
+            return Err(self.err(
+                "concurrency",
+                format!("must be between 1 and {MAX_CONCURRENCY}"),
+            ));
         }
 
         let error_threshold = raw.error_threshold.unwrap_or(DEFAULT_ERROR_THRESHOLD);

@@ -1,9 +1,19 @@
-//! The command line: clap definitions only. `commands` turns them into runs.
+//! The command line: clap definitions, and [`Cli::lower`], which turns them into a
+//! [`Plan`] before anything runs. Nothing downstream sees clap's types.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::Error;
+use crate::campaign::{self, MAX_CONCURRENCY};
+use crate::journal::RunKind;
+use crate::plan::{API_BASE_ENV, Api, Plan, SendPlan, default_report};
+use crate::resume;
+use crate::sandbox::{self, Knobs};
+use crate::wechat::{self, Secret};
 
 /// Declarative WeChat push campaigns: validate, preview, then send through a rate-limited
 /// dispatcher, with a per-recipient CSV report.
@@ -53,11 +63,15 @@ pub struct SendArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub rate: Option<u32>,
     /// Requests in flight at most (overrides the campaign's `concurrency`).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONCURRENCY)))]
     pub concurrency: Option<u32>,
-    /// Do not ask for confirmation.
+    /// Do not ask for confirmation (required when standard input is not a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// If another run is sending with the same report, wait for it to end instead of
+    /// refusing.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub wait: bool,
     /// Send to a built-in WeChat emulator on 127.0.0.1 instead of WeChat; needs no AppSecret.
     #[arg(long)]
     pub sandbox: bool,
@@ -121,4 +135,218 @@ fn parse_fail(s: &str) -> Result<(String, i64), String> {
         .parse()
         .map_err(|_| format!("`{code}` is not an errcode"))?;
     Ok((prefix.to_owned(), code))
+}
+
+impl Cli {
+    /// Resolves the command line into a plan: loads the campaign, reads the environment,
+    /// checks the API base. Changes nothing on disk.
+    pub fn lower(self) -> Result<Plan, Error> {
+        Ok(match self.command {
+            Command::Check { campaign } => Plan::Check(campaign::load(&campaign)?),
+            Command::Preview { campaign, limit } => Plan::Preview {
+                campaign: campaign::load(&campaign)?,
+                limit,
+            },
+            Command::Send(args) => Plan::Send(Box::new(args.lower()?)),
+            Command::Sandbox(args) => args.lower()?,
+        })
+    }
+}
+
+impl SendArgs {
+    fn lower(self) -> Result<SendPlan, Error> {
+        let c = campaign::load(&self.campaign)?;
+        let api = if self.dry_run {
+            Api::None
+        } else if self.sandbox {
+            Api::InProcess
+        } else {
+            remote_api(&c)?
+        };
+        let run_kind = match &api {
+            Api::None => RunKind::DryRun,
+            Api::Remote { base, .. } if !wechat::is_loopback(base) => RunKind::WeChat,
+            Api::InProcess | Api::Remote { .. } => RunKind::Sandbox,
+        };
+        let report = self
+            .report
+            .clone()
+            .unwrap_or_else(|| default_report(&c, run_kind));
+        Ok(SendPlan {
+            rate: self.rate.unwrap_or(c.rate),
+            concurrency: self.concurrency.map_or(c.concurrency, |n| n as usize),
+            campaign: c,
+            campaign_arg: self.campaign,
+            report,
+            report_arg: self.report,
+            run_kind,
+            api,
+            rate_arg: self.rate,
+            concurrency_arg: self.concurrency,
+            limit: self.limit,
+            yes: self.yes,
+            wait: self.wait,
+            resume: resume::Options {
+                restart: self.restart,
+                resend_unknown: self.resend_unknown,
+                retry_failed: self.retry_failed,
+                resume_changed: self.resume_changed,
+            },
+        })
+    }
+}
+
+/// The API base from the environment (default: WeChat's), checked, with its AppSecret.
+fn remote_api(c: &campaign::Campaign) -> Result<Api, Error> {
+    let from_env = std::env::var(API_BASE_ENV).ok().filter(|b| !b.is_empty());
+    let base = from_env
+        .clone()
+        .unwrap_or_else(|| wechat::DEFAULT_API_BASE.to_owned());
+    if !wechat::is_safe_base(&base) {
+        return Err(Error::Usage(format!(
+            "{API_BASE_ENV}={base}: the AppSecret and tokens would cross the network unencrypted; \
+             use https:// (plain http:// is allowed only for 127.0.0.1 and localhost)"
+        )));
+    }
+    let secret = match std::env::var(&c.secret_env) {
+        Ok(s) if !s.trim().is_empty() => Secret::new(s.trim().to_owned()),
+        _ => {
+            return Err(Error::Usage(format!(
+                "the environment variable {} is not set: it must hold the AppSecret of {} \
+                 (or try the built-in emulator with --sandbox)",
+                c.secret_env, c.appid
+            )));
+        }
+    };
+    Ok(Api::Remote {
+        base,
+        from_env: from_env.is_some(),
+        secret,
+    })
+}
+
+impl SandboxArgs {
+    fn lower(self) -> Result<Plan, Error> {
+        if ![self.busy, self.reset]
+            .iter()
+            .all(|r| (0.0..=1.0).contains(r))
+        {
+            return Err(Error::Usage(
+                "--busy and --reset must be between 0 and 1".into(),
+            ));
+        }
+        Ok(Plan::Sandbox {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)),
+            knobs: Knobs {
+                secret: self.secret,
+                token_ttl: self.token_ttl,
+                busy_ratio: self.busy,
+                reset_ratio: self.reset,
+                latency: self.latency,
+                rate_limit: self.rate_limit,
+                daily_quota: self.daily_quota,
+                fail_prefixes: self.fail,
+                legacy_retired: self.legacy_retired,
+                seed: self.seed,
+                ..sandbox::Knobs::default()
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Then;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("wxpush").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn test_concurrency_range_is_the_campaign_s() {
+        assert!(parse(&["send", "c.yaml", "--concurrency", "1024"]).is_ok());
+        assert!(parse(&["send", "c.yaml", "--concurrency", "1025"]).is_err());
+        assert!(parse(&["send", "c.yaml", "--concurrency", "0"]).is_err());
+    }
+
+    #[test]
+    fn test_resume_flags_conflict_with_restart_and_dry_run() {
+        for flag in ["--resend-unknown", "--retry-failed", "--resume-changed"] {
+            assert!(
+                parse(&["send", "c.yaml", "--restart", flag]).is_err(),
+                "{flag}"
+            );
+            assert!(
+                parse(&["send", "c.yaml", "--dry-run", flag]).is_err(),
+                "{flag}"
+            );
+        }
+        assert!(parse(&["send", "c.yaml", "--dry-run", "--restart"]).is_err());
+        assert!(parse(&["send", "c.yaml", "--dry-run", "--wait"]).is_err());
+        assert!(parse(&["send", "c.yaml", "--limit", "0"]).is_err());
+    }
+
+    fn plan(dir: &std::path::Path, args: &[&str]) -> SendPlan {
+        std::fs::write(dir.join("people.csv"), "openid\no_1\n").unwrap();
+        std::fs::write(
+            dir.join("my c.yaml"),
+            "name: n\ntarget: mini\nappid: wx0123456789abcdef\ntemplate_id: T\n\
+             recipients: people.csv\ndata: { thing1: x }\n",
+        )
+        .unwrap();
+        let campaign = dir.join("my c.yaml");
+        let mut all = vec!["send", campaign.to_str().unwrap()];
+        all.extend_from_slice(args);
+        match parse(&all).unwrap().lower().unwrap() {
+            Plan::Send(p) => *p,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn advice_keeps_what_the_run_used_and_repeats_no_one_off_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = plan(
+            dir.path(),
+            &[
+                "--sandbox",
+                "--report",
+                "out/my report.csv",
+                "--rate",
+                "20",
+                "--concurrency",
+                "4",
+                "--limit",
+                "50",
+                "--restart",
+                "--yes",
+            ],
+        );
+        let c = shell_words::quote(dir.path().join("my c.yaml").to_str().unwrap()).into_owned();
+        assert_eq!(
+            p.command(Then::Resume, p.next_limit(20)),
+            format!(
+                "wxpush send {c} --report 'out/my report.csv' --sandbox --rate 20 \
+                 --concurrency 4 --limit 30 --yes"
+            )
+        );
+        assert_eq!(p.next_limit(50), Some(50), "a used-up limit: a new batch");
+        assert!(
+            p.command(Then::RetryFailed, None)
+                .ends_with("--retry-failed --yes")
+        );
+        assert_eq!(p.report, std::path::Path::new("out/my report.csv"));
+        assert_eq!(p.run_kind, RunKind::Sandbox);
+    }
+
+    #[test]
+    fn the_default_report_depends_on_where_the_run_sends() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = plan(dir.path(), &["--sandbox"]);
+        assert_eq!(p.report, dir.path().join("reports/n.sandbox.csv"));
+        let p = plan(dir.path(), &["--dry-run"]);
+        assert_eq!(p.report, dir.path().join("reports/n.dry-run.csv"));
+        assert!(matches!(p.api, Api::None));
+    }
 }

@@ -22,8 +22,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::journal::Journal;
-use crate::report::GAVE_UP;
+use crate::outcome::{Outcome, Status};
 use crate::wechat::errcode::{self, Action};
 use crate::wechat::message::Endpoint;
 use crate::wechat::message::{DEDUP_WINDOW, Outgoing};
@@ -53,6 +52,14 @@ impl Transport for Client {
     }
 }
 
+/// Where dispatch records that a message's first request is about to leave, and that a
+/// message whose every request was answered (none delivered) was left unsent: the journal in
+/// a run, a list in memory in tests. Both return only once the line is handed to the OS.
+pub trait Ledger: Send + Sync {
+    fn started(&self, openid: &str, row: u64) -> std::io::Result<()>;
+    fn released(&self, openid: &str, row: u64) -> std::io::Result<()>;
+}
+
 /// Attempts per message (the first send included) before a transient failure is final.
 pub const MAX_ATTEMPTS: u32 = 6;
 /// Time after a message's first attempt beyond which it is not retried again.
@@ -62,78 +69,6 @@ const MAX_REFRESHES: u32 = 2;
 /// First backoff step; it doubles per retry up to [`BACKOFF_CAP`], with full jitter.
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
-
-/// A recipient's status in the report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Status {
-    /// WeChat accepted the message (errcode 0). Accepted, not necessarily delivered.
-    Sent,
-    /// WeChat refused it for this recipient, or retries ran out.
-    Failed,
-    /// A dry run: nothing was sent.
-    DryRun,
-    /// Not sent: a repeated openid.
-    Skipped,
-    /// The request may have reached WeChat but no answer came back.
-    Unknown,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Sent => "sent",
-            Status::Failed => "failed",
-            Status::DryRun => "dry_run",
-            Status::Skipped => "skipped",
-            Status::Unknown => "unknown",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        Some(match s {
-            "sent" => Status::Sent,
-            "failed" => Status::Failed,
-            "dry_run" => Status::DryRun,
-            "skipped" => Status::Skipped,
-            "unknown" => Status::Unknown,
-            _ => return None,
-        })
-    }
-}
-
-/// What happened to one recipient: a report row.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub row: u64,
-    pub openid: String,
-    pub status: Status,
-    pub errcode: Option<i64>,
-    pub errmsg: String,
-    pub msgid: Option<u64>,
-    pub attempts: u32,
-    pub sent_at: Option<SystemTime>,
-    pub latency: Option<Duration>,
-    /// The exact body (dry runs only).
-    pub payload: Option<Bytes>,
-}
-
-impl Outcome {
-    /// An outcome for a recipient that was not sent.
-    pub fn unsent(row: u64, openid: String, status: Status, errmsg: String) -> Self {
-        Outcome {
-            row,
-            openid,
-            status,
-            errcode: None,
-            errmsg,
-            msgid: None,
-            attempts: 0,
-            sent_at: None,
-            latency: None,
-            payload: None,
-        }
-    }
-}
 
 /// Why a run stopped early.
 #[derive(Debug, Clone)]
@@ -284,7 +219,7 @@ fn without_rid(errmsg: &str) -> &str {
 struct Shared<T> {
     client: T,
     tokens: Arc<Tokens>,
-    journal: Arc<Journal>,
+    ledger: Arc<dyn Ledger>,
     limiter: DefaultDirectRateLimiter,
     inflight: Semaphore,
     stop: Arc<Stop>,
@@ -295,36 +230,40 @@ struct Shared<T> {
 }
 
 /// What a run sends through, and where its outcomes go.
-pub struct Channels<T> {
+pub struct Deps<T> {
     pub client: T,
     pub tokens: Arc<Tokens>,
-    pub journal: Arc<Journal>,
+    pub ledger: Arc<dyn Ledger>,
     pub outcomes: mpsc::Sender<Outcome>,
     pub stop: Arc<Stop>,
 }
 
-/// Sends every message of `input`, writing outcomes to `channels.outcomes`, until the input
-/// ends or `channels.stop` fires. Returns when every started message has its outcome.
+/// Sends every message of `input`, writing outcomes to `deps.outcomes`, until the input
+/// ends or `deps.stop` fires. Returns when every started message has its outcome.
 pub async fn run<T: Transport>(
     mut input: mpsc::Receiver<Outgoing>,
     settings: Settings,
-    channels: Channels<T>,
+    deps: Deps<T>,
 ) {
     // `rate` and the burst are at least 1 (campaign validation, `burst()`).
     let quota = Quota::per_second(NonZeroU32::new(settings.rate).unwrap_or(NonZeroU32::MIN))
         .allow_burst(NonZeroU32::new(settings.burst()).unwrap_or(NonZeroU32::MIN));
-    let concurrency = settings.concurrency.max(1);
-    let Channels {
+    // Campaign validation bounds it to 1..=MAX_CONCURRENCY; clamped again so that no value
+    // can make the queue below zero permits (a hang) or more than tokio allows (a panic).
+    let concurrency = settings
+        .concurrency
+        .clamp(1, crate::campaign::MAX_CONCURRENCY as usize);
+    let Deps {
         client,
         tokens,
-        journal,
+        ledger,
         outcomes,
         stop,
-    } = channels;
+    } = deps;
     let shared = Arc::new(Shared {
         client,
         tokens,
-        journal,
+        ledger,
         limiter: RateLimiter::direct(quota),
         inflight: Semaphore::new(concurrency),
         stop,
@@ -333,8 +272,8 @@ pub async fn run<T: Transport>(
         health: Mutex::new(Health::new(settings.error_threshold)),
     });
     // Messages being worked on (in flight or backing off). Bounded, so memory stays flat.
-    let queued = (concurrency * 4) as u32;
-    let tasks = Arc::new(Semaphore::new(queued as usize));
+    let queued = concurrency * 4;
+    let tasks = Arc::new(Semaphore::new(queued));
     loop {
         let msg = tokio::select! {
             m = input.recv() => m,
@@ -352,14 +291,16 @@ pub async fn run<T: Transport>(
         });
     }
     // Every task holds a permit until it has sent its outcome.
-    let _all = tasks.acquire_many(queued).await;
+    // `queued` ≤ 4 × MAX_CONCURRENCY fits in a u32.
+    let _all = tasks.acquire_many(queued as u32).await;
 }
 
 /// Requests made for a message so far.
 #[derive(Debug, Default)]
 struct Attempts {
     count: u32,
-    /// The last request's answer was lost: it may have been delivered.
+    /// Some request's answer was lost: it may have been delivered. Sticky: a later answer
+    /// (a -1 to a retry) does not undo it.
     ambiguous: bool,
 }
 
@@ -371,7 +312,7 @@ async fn deliver<T: Transport>(ctx: &Shared<T>, msg: Outgoing) {
     match attempt(ctx, &msg, &mut attempts).await {
         Some((outcome, systemic)) => emit(ctx, outcome, systemic).await,
         None if attempts.count > 0 && !attempts.ambiguous => {
-            if let Err(e) = ctx.journal.released(&msg.openid, msg.row) {
+            if let Err(e) = ctx.ledger.released(&msg.openid, msg.row) {
                 ctx.stop.trigger(StopReason::Report(e.to_string()));
             }
         }
@@ -419,7 +360,7 @@ async fn attempt<T: Transport>(
             }
         };
         if state.count == 0
-            && let Err(e) = ctx.journal.started(&msg.openid, msg.row)
+            && let Err(e) = ctx.ledger.started(&msg.openid, msg.row)
         {
             ctx.stop.trigger(StopReason::Report(e.to_string()));
             return None;
@@ -442,11 +383,12 @@ async fn attempt<T: Transport>(
             errmsg: String::new(),
             msgid: None,
             attempts,
+            gave_up: false,
             sent_at: Some(sent_at),
             latency: Some(latency),
             payload: None,
         };
-        state.ambiguous = matches!(result, Err(SendError::Ambiguous(_)));
+        state.ambiguous |= matches!(result, Err(SendError::Ambiguous(_)));
         let action = match result {
             Ok(reply) => {
                 outcome.errcode = Some(reply.errcode);
@@ -508,13 +450,13 @@ async fn attempt<T: Transport>(
         // takes this slot before the run is told to stop.
         drop(permit);
         if attempts >= MAX_ATTEMPTS || first.elapsed() + wait > MAX_RETRY_TIME {
-            // If the last attempt's answer was lost, it may have been delivered.
+            // If any attempt's answer was lost, it may have been delivered.
             outcome.status = if state.ambiguous {
                 Status::Unknown
             } else {
                 Status::Failed
             };
-            outcome.errmsg = format!("{GAVE_UP} {attempts} attempts: {}", outcome.errmsg);
+            outcome.gave_up = true;
             return Some((outcome, true));
         }
         tokio::select! {
@@ -590,8 +532,28 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::Header;
     use crate::wechat::message::Endpoint;
+
+    /// The journal's lines, in memory.
+    #[derive(Default)]
+    struct Lines(Mutex<Vec<String>>);
+
+    impl Ledger for Lines {
+        fn started(&self, openid: &str, row: u64) -> std::io::Result<()> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{openid}\t{row}\tstarted"));
+            Ok(())
+        }
+        fn released(&self, openid: &str, row: u64) -> std::io::Result<()> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{openid}\t{row}\treleased"));
+            Ok(())
+        }
+    }
 
     type Answer = Result<Reply, SendError>;
     /// `answer(openid, nth attempt for it)`.
@@ -642,7 +604,7 @@ mod tests {
         /// (openid, when the request was made)
         calls: Vec<(String, Duration)>,
         stop: Option<StopReason>,
-        journal: String,
+        ledger: Vec<String>,
     }
 
     /// Runs dispatch over `messages` against the script (tests start in paused time, so
@@ -652,10 +614,7 @@ mod tests {
         concurrency: usize,
         answer: impl Fn(&str, u32) -> Answer + Send + Sync + 'static,
     ) -> Ran {
-        let dir = tempfile::tempdir().unwrap();
-        let journal_path = dir.path().join("j.journal");
-        let journal =
-            Journal::create(&journal_path, &Header::new("c", "T", "x".into(), "test")).unwrap();
+        let ledger = Arc::new(Lines::default());
         let fake = Fake {
             answer: Arc::new(answer),
             calls: Arc::default(),
@@ -673,14 +632,14 @@ mod tests {
             concurrency,
             error_threshold: 0.5,
         };
-        let channels = Channels {
+        let deps = Deps {
             client: fake.clone(),
             tokens: Arc::new(Tokens::preloaded("t")),
-            journal: Arc::new(journal),
+            ledger: ledger.clone(),
             outcomes: out_tx,
             stop: stop.clone(),
         };
-        run(rx, settings, channels).await;
+        run(rx, settings, deps).await;
         let mut outcomes = Vec::new();
         while let Ok(o) = out_rx.try_recv() {
             outcomes.push(o);
@@ -691,7 +650,7 @@ mod tests {
             outcomes,
             calls,
             stop: stop.reason(),
-            journal: std::fs::read_to_string(&journal_path).unwrap(),
+            ledger: ledger.0.lock().unwrap().clone(),
         }
     }
 
@@ -734,11 +693,8 @@ mod tests {
         let o = &ran.outcomes[0];
         assert_eq!(o.status, Status::Failed);
         assert_eq!(o.attempts, MAX_ATTEMPTS);
-        assert!(
-            o.errmsg.starts_with("gave up after 6 attempts"),
-            "{}",
-            o.errmsg
-        );
+        assert!(o.gave_up);
+        assert_eq!(ran.ledger, ["o1\t1\tstarted"], "one start, no release");
         assert!(ran.calls.last().unwrap().1 < MAX_RETRY_TIME);
     }
 
@@ -764,6 +720,63 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_lost_answer_is_not_forgotten_when_later_retries_are_refused() {
+        // Lost, then "busy" until retries run out: the first may have been delivered.
+        let ran = run_script(vec![message("o1", true)], 1, |_, nth| {
+            if nth == 1 {
+                Err(SendError::Ambiguous("connection reset".into()))
+            } else {
+                code(-1)
+            }
+        })
+        .await;
+        let o = &ran.outcomes[0];
+        assert_eq!(
+            (o.status, o.attempts, o.gave_up),
+            (Status::Unknown, 6, true)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_after_a_lost_answer_does_not_release_the_message() {
+        // o1: lost, then busy; o2's fatal answer (once o1 was tried) stops the run while o1
+        // waits to retry.
+        let o1_tried = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = o1_tried.clone();
+        let ran = run_script(
+            ["o1", "o2"].map(|o| message(o, true)).to_vec(),
+            1,
+            move |openid, nth| {
+                use std::sync::atomic::Ordering::SeqCst;
+                match (openid, nth) {
+                    ("o1", 1) => {
+                        seen.store(true, SeqCst);
+                        Err(SendError::Ambiguous("connection reset".into()))
+                    }
+                    ("o1", _) => code(-1),
+                    _ if seen.load(SeqCst) => code(40037),
+                    _ => code(-1),
+                }
+            },
+        )
+        .await;
+        assert!(ran.outcomes.is_empty());
+        assert!(ran.ledger.contains(&"o1\t1\tstarted".to_owned()));
+        assert!(
+            !ran.ledger.contains(&"o1\t1\treleased".to_owned()),
+            "{:?}",
+            ran.ledger
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_absurd_concurrency_neither_hangs_nor_panics() {
+        let messages = ["o1", "o2"].map(|o| message(o, false)).to_vec();
+        let ran = run_script(messages, 1 << 30, |_, _| code(0)).await;
+        assert_eq!(ran.outcomes.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_fatal_answer_stops_the_run_and_releases_the_message() {
         let ran = run_script(
             ["o1", "o2", "o3"].map(|o| message(o, false)).to_vec(),
@@ -777,7 +790,7 @@ mod tests {
             Some(StopReason::Api { errcode: 40037, .. })
         ));
         assert_eq!(ran.calls.len(), 1, "nothing leaves after the abort");
-        assert!(ran.journal.contains("o1\t1\treleased"), "{}", ran.journal);
+        assert_eq!(ran.ledger, ["o1\t1\tstarted", "o1\t1\treleased"]);
     }
 
     #[test]
@@ -846,19 +859,6 @@ mod tests {
                 h.observe(&failed(Some(43004), "require subscribe"), false),
                 None
             );
-        }
-    }
-
-    #[test]
-    fn statuses_round_trip() {
-        for s in [
-            Status::Sent,
-            Status::Failed,
-            Status::DryRun,
-            Status::Skipped,
-            Status::Unknown,
-        ] {
-            assert_eq!(Status::parse(s.as_str()), Some(s));
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The send journal beside the report: which campaign a report belongs to, and every send
-//! that started, written before its request leaves.
+//! The send journal beside the report: which campaign a report belongs to, every send that
+//! started (written before its request leaves), and the lock that lets one run at a time
+//! use the report.
 //!
 //! The report records outcomes; the journal records intentions. After a crash, a recipient
 //! in the journal without a row in the report was in flight: its message may or may not have
@@ -8,23 +9,49 @@
 //! exception: re-sending it is safe). The first line is a JSON header that ties the journal,
 //! and so the report, to one campaign, one recipient list and one run id.
 //!
+//! A run holds an exclusive OS lock ([`Lock`], `flock` on Unix) on the journal from before
+//! it reads the report until it ends, so a second run of the same report refuses at once
+//! instead of taking the first one's live sends for a dead run's. The OS drops the lock
+//! when the holder dies (kill -9, power cut): a crash never leaves a stale lock behind.
+//!
 //! Lines are written with one `write` each (a killed process loses nothing written) and
-//! synced to disk in groups (`SYNC_EVERY`).
+//! synced to disk in groups ([`appendfile::GroupSync`]).
 
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::appendfile::{self, GroupSync};
+use crate::dispatch::Ledger;
 use crate::recipients::key;
 
 /// The third field of a line that releases a recipient from doubt.
 const RELEASED: &str = "released";
-/// Sync the journal to disk at most this often (a group commit).
-const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// Where a run's messages go. The journal records it, so that a report is never resumed
+/// against the other kind of API, and it picks the default report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    WeChat,
+    /// A sandbox on this machine (`--sandbox`, or an API base on 127.0.0.1).
+    Sandbox,
+    DryRun,
+}
+
+impl RunKind {
+    /// The name a journal records, so a report is never resumed against the other kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::WeChat => "wechat",
+            RunKind::Sandbox => "sandbox",
+            RunKind::DryRun => "dry-run",
+        }
+    }
+}
 
 /// What a report belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +63,7 @@ pub struct Header {
     pub recipients: String,
     /// Stable across resumes, new on `--restart`: part of every `client_msg_id`.
     pub run_id: String,
-    /// `wechat` or `sandbox` ([`crate::campaign::RunKind::as_str`]).
+    /// `wechat` or `sandbox` ([`RunKind::as_str`]).
     pub api: String,
 }
 
@@ -62,6 +89,90 @@ pub enum Error {
     Io { path: PathBuf, source: io::Error },
     #[error("journal {}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
+    /// Another run holds the journal's lock.
+    #[error("another wxpush run{} is sending with {} right now; wait for it to end, or pass --wait to start when it does", holder(*pid), path.display())]
+    Locked { path: PathBuf, pid: Option<u32> },
+    /// Another run created the journal after this one decided to start it.
+    #[error("another wxpush run{} started {} while this one was getting ready; nothing was sent", holder(*pid), path.display())]
+    Claimed { path: PathBuf, pid: Option<u32> },
+}
+
+fn holder(pid: Option<u32>) -> String {
+    pid.map(|p| format!(" (process {p})")).unwrap_or_default()
+}
+
+fn io_at(path: &Path) -> impl Fn(io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The exclusive lock on an existing journal, held from before its report is read until
+/// the run ends.
+#[derive(Debug)]
+pub struct Lock {
+    path: PathBuf,
+    file: File,
+}
+
+impl Lock {
+    /// Locks the journal at `path`; `None` if there is none. Another run holding it is
+    /// [`Error::Locked`], unless `wait`, which blocks until that run ends.
+    pub fn acquire(path: &Path, wait: bool) -> Result<Option<Lock>, Error> {
+        let file = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_at(path)(e)),
+        };
+        let locked = if wait {
+            file.lock().map_err(TryLockError::Error)
+        } else {
+            file.try_lock()
+        };
+        match locked {
+            Ok(()) => Ok(Some(Lock {
+                path: path.to_owned(),
+                file,
+            })),
+            Err(TryLockError::WouldBlock) => Err(Error::Locked {
+                path: path.to_owned(),
+                pid: lock_holder(&file),
+            }),
+            Err(TryLockError::Error(e)) => Err(io_at(path)(e)),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The process holding a lock on `file`, where the OS tells (Linux: `/proc/locks`).
+fn lock_holder(file: &File) -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = file.metadata().ok()?;
+        let dev = meta.dev();
+        // Linux's encoding of a device number (major:minor), as /proc/locks prints it.
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+        let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+        let id = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+        let locks = std::fs::read_to_string("/proc/locks").ok()?;
+        locks.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // `1: FLOCK  ADVISORY  WRITE 6779 fe:00:10010900 0 EOF`
+            (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&id.as_str()))
+                .then(|| f.get(4)?.parse().ok())
+                .flatten()
+        })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        None
+    }
 }
 
 /// The journal path of a report: `reports/x.csv` → `reports/x.journal`.
@@ -86,7 +197,7 @@ pub fn fingerprint(path: &Path) -> io::Result<String> {
 }
 
 /// A send the journal says started, for which the report has no outcome.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InDoubt {
     pub openid: String,
     pub row: u64,
@@ -121,6 +232,17 @@ pub fn header(path: &Path) -> Result<Header, Error> {
         path: path.to_owned(),
         message: format!("has no valid header line ({e})"),
     })
+}
+
+/// Whether the journal at `path` records any send (a line after its header).
+pub fn records_sends(path: &Path) -> Result<bool, Error> {
+    let file = File::open(path).map_err(io_at(path))?;
+    for line in BufReader::new(file).lines() {
+        if line.map_err(io_at(path))?.split('\t').count() == 3 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The sends in the journal at `path` for which `has_outcome` is false and that were not
@@ -176,7 +298,7 @@ pub fn in_doubt(path: &Path, has_outcome: impl Fn(&str) -> bool) -> Result<Vec<I
         .collect())
 }
 
-/// An open journal, appended to by every worker.
+/// An open journal, appended to by every worker. It holds the run's lock until dropped.
 pub struct Journal {
     path: PathBuf,
     inner: Mutex<Inner>,
@@ -184,45 +306,55 @@ pub struct Journal {
 
 struct Inner {
     file: File,
-    last_sync: Instant,
-    dirty: bool,
+    sync: GroupSync,
 }
 
 impl Journal {
-    /// Starts a journal with `header`, replacing any file at `path`.
-    pub fn create(path: &Path, header: &Header) -> Result<Self, Error> {
-        let mut file = File::create(path).map_err(|source| Error::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        let line = header_line(path, header)?;
-        let j = Journal::over(
-            path,
-            file.try_clone().map_err(|source| Error::Io {
-                path: path.to_owned(),
-                source,
-            })?,
-        );
-        file.write_all(line.as_bytes())
+    /// Starts a journal with `header`: over the locked `lock` (a journal that records no
+    /// send), or as a new file at `path`, which fails with [`Error::Claimed`] if another run
+    /// created one since this run looked.
+    pub fn create(path: &Path, lock: Option<Lock>, header: &Header) -> Result<Self, Error> {
+        let io_err = io_at(path);
+        let mut file = match lock {
+            Some(lock) => {
+                lock.file.set_len(0).map_err(&io_err)?;
+                lock.file
+            }
+            None => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(&io_err)?;
+                }
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(path)
+                    .map_err(|e| claimed(path, e))?;
+                file.try_lock().map_err(|_| Error::Claimed {
+                    path: path.to_owned(),
+                    pid: lock_holder(&file),
+                })?;
+                file
+            }
+        };
+        file.seek(SeekFrom::Start(0)).map_err(&io_err)?;
+        file.write_all(header_line(path, header)?.as_bytes())
             .and_then(|()| file.sync_data())
-            .map_err(|source| Error::Io {
-                path: path.to_owned(),
-                source,
-            })?;
-        Ok(j)
+            .map_err(&io_err)?;
+        Ok(Journal::over(path, file))
     }
 
-    /// Continues the journal at `path`, first cutting a partial last line. A `changed`
-    /// header (the recipients changed, `--resume-changed`) is appended: the last header line
-    /// is the one in force.
-    pub fn append(path: &Path, changed: Option<&Header>) -> Result<Self, Error> {
-        let file = crate::report::open_append(path).map_err(|source| Error::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        let j = Journal::over(path, file);
+    /// Continues the locked journal, first cutting a partial last line. A `changed` header
+    /// (the recipients changed, `--resume-changed`) is appended: the last header line is the
+    /// one in force.
+    pub fn append(lock: Lock, changed: Option<&Header>) -> Result<Self, Error> {
+        let Lock { path, mut file } = lock;
+        appendfile::cut_partial_line(&mut file)
+            .and_then(|()| file.seek(SeekFrom::End(0)).map(drop))
+            .map_err(io_at(&path))?;
+        let j = Journal::over(&path, file);
         if let Some(header) = changed {
-            j.append_line(&header_line(path, header)?)?;
+            j.append_line(&header_line(&path, header)?)?;
         }
         Ok(j)
     }
@@ -232,8 +364,9 @@ impl Journal {
             path: path.to_owned(),
             inner: Mutex::new(Inner {
                 file,
-                last_sync: Instant::now(),
-                dirty: false,
+                // Lines are synced by time only: a send is journaled before it leaves, and
+                // one fsync per second bounds what a power cut can lose.
+                sync: GroupSync::new(usize::MAX),
             }),
         }
     }
@@ -248,41 +381,58 @@ impl Journal {
         self.append_line(&format!("{openid}\t{row}\t{at}\n"))
     }
 
+    /// Records that every request made for `openid` was answered and none delivered it: it
+    /// is not in doubt, and the next run sends it (the run stopped while it waited to retry,
+    /// or `--retry-failed` dropped its `failed` row).
+    pub fn released(&self, openid: &str, row: u64) -> Result<(), Error> {
+        self.append_line(&format!("{openid}\t{row}\t{RELEASED}\n"))
+    }
+
+    /// One `write` per line under a std `Mutex`, on the worker that sends next: deliberate,
+    /// since the line must be with the OS before the request leaves; the write is a copy
+    /// into the page cache, and the benchmarks keep up at 20,000/s (BENCHMARKS.md).
     fn append_line(&self, line: &str) -> Result<(), Error> {
         // A poisoned lock means another worker panicked mid-write; the file is still usable
         // (a partial line is ignored by `in_doubt`).
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let io_err = |source| Error::Io {
-            path: self.path.clone(),
-            source,
-        };
-        inner.file.write_all(line.as_bytes()).map_err(io_err)?;
-        inner.dirty = true;
-        if inner.last_sync.elapsed() >= SYNC_EVERY {
-            inner.file.sync_data().map_err(io_err)?;
-            inner.last_sync = Instant::now();
-            inner.dirty = false;
+        let io_err = io_at(&self.path);
+        inner.file.write_all(line.as_bytes()).map_err(&io_err)?;
+        inner.sync.wrote();
+        if inner.sync.due() {
+            inner.file.sync_data().map_err(&io_err)?;
+            inner.sync.synced();
         }
         Ok(())
-    }
-
-    /// Records that every request made for `openid` was answered and none delivered it (the
-    /// run stopped while it waited to retry): it is not in doubt, and the next run sends it.
-    pub fn released(&self, openid: &str, row: u64) -> Result<(), Error> {
-        self.append_line(&format!("{openid}\t{row}\t{RELEASED}\n"))
     }
 
     /// Syncs what is written to disk.
     pub fn finish(&self) -> Result<(), Error> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if inner.dirty {
-            inner.file.sync_data().map_err(|source| Error::Io {
-                path: self.path.clone(),
-                source,
-            })?;
-            inner.dirty = false;
+        if inner.sync.dirty() {
+            inner.file.sync_data().map_err(io_at(&self.path))?;
+            inner.sync.synced();
         }
         Ok(())
+    }
+}
+
+fn claimed(path: &Path, e: io::Error) -> Error {
+    if e.kind() != io::ErrorKind::AlreadyExists {
+        return io_at(path)(e);
+    }
+    let pid = File::open(path).ok().and_then(|f| lock_holder(&f));
+    Error::Claimed {
+        path: path.to_owned(),
+        pid,
+    }
+}
+
+impl Ledger for Journal {
+    fn started(&self, openid: &str, row: u64) -> io::Result<()> {
+        Journal::started(self, openid, row).map_err(io::Error::other)
+    }
+    fn released(&self, openid: &str, row: u64) -> io::Result<()> {
+        Journal::released(self, openid, row).map_err(io::Error::other)
     }
 }
 
@@ -295,7 +445,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.journal");
         let header = Header::new("c", "T", "abc".into(), "wechat");
-        let j = Journal::create(&path, &header).unwrap();
+        let j = Journal::create(&path, None, &header).unwrap();
         j.started("o_1", 1).unwrap();
         j.started("o_2", 2).unwrap();
         j.finish().unwrap();
@@ -308,7 +458,8 @@ mod tests {
         assert_eq!(doubt.len(), 1);
         assert_eq!((doubt[0].openid.as_str(), doubt[0].row), ("o_2", 2));
 
-        let j = Journal::append(&path, None).unwrap();
+        let lock = || Lock::acquire(&path, false).unwrap().unwrap();
+        let j = Journal::append(lock(), None).unwrap();
         j.started("o_4", 4).unwrap();
         j.started("o_2", 2).unwrap();
         j.started("o_5", 5).unwrap();
@@ -326,9 +477,42 @@ mod tests {
             recipients: "def".into(),
             ..header
         };
-        drop(Journal::append(&path, Some(&changed)).unwrap());
+        drop(Journal::append(lock(), Some(&changed)).unwrap());
         assert_eq!(self::header(&path).unwrap(), changed);
         assert_eq!(in_doubt(&path, |_| false).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn one_run_at_a_time_holds_a_journal_and_a_dead_run_holds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.journal");
+        assert!(
+            Lock::acquire(&path, false).unwrap().is_none(),
+            "no journal, no lock"
+        );
+        let header = Header::new("c", "T", "abc".into(), "wechat");
+        let j = Journal::create(&path, None, &header).unwrap();
+        match Lock::acquire(&path, false) {
+            Err(Error::Locked { pid, .. }) => {
+                if cfg!(target_os = "linux") {
+                    assert_eq!(pid, Some(std::process::id()));
+                }
+            }
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        // A second fresh start of the same report is refused too.
+        assert!(matches!(
+            Journal::create(&path, None, &header),
+            Err(Error::Claimed { .. })
+        ));
+        drop(j);
+        let lock = Lock::acquire(&path, false).unwrap().unwrap();
+        assert!(!records_sends(lock.path()).unwrap());
+        let j = Journal::create(&path, Some(lock), &header).unwrap();
+        j.started("o_1", 1).unwrap();
+        drop(j);
+        assert!(records_sends(&path).unwrap());
+        assert_eq!(self::header(&path).unwrap(), header);
     }
 
     #[test]

@@ -5,30 +5,39 @@
 //! concurrent dispatcher and writes a per-recipient CSV report that is also its journal.
 //!
 //! # Layout
-//! Modules in pipeline order; data flows down, never back:
-//! - [`cli`]: clap definitions.
-//! - [`commands`]: `check`, `preview`, `send`, `sandbox`: wiring the stages together.
+//! Modules in pipeline order; every edge points up this list (`cargo modules`-style: no
+//! module uses one below it), and the leaves use nothing of the crate:
+//! - [`outcome`] (leaf): [`outcome::Status`] and [`outcome::Outcome`], a report row.
+//! - [`appendfile`] (leaf): append-only line files: torn-line cut, group fsync.
+//! - [`wechat`] (leaf): the HTTP API: client, tokens, errcode table, message bodies, field rules.
+//! - [`sandbox`] (leaf): the WeChat API emulator on 127.0.0.1; it imports nothing of the client.
 //! - [`campaign`]: YAML → validated [`campaign::Campaign`] (templates/ merged here).
 //! - [`recipients`]: streamed CSV rows, encodings, de-duplication.
 //! - [`render`]: Tera compiled once → [`wechat::message::Outgoing`] bodies.
-//! - [`dispatch`]: rate limit → concurrency → send → classify → retry → [`dispatch::Outcome`].
-//! - [`wechat`]: the HTTP API: client, tokens, errcode table, message bodies, field rules.
+//! - [`dispatch`]: rate limit → concurrency → send → classify → retry → [`outcome::Outcome`];
+//!   it records sends through its [`dispatch::Ledger`] trait.
 //! - [`report`]: the CSV report: append + flush, read back to resume.
-//! - [`journal`]: beside the report: its campaign, and every send started before it leaves.
-//! - [`resume`]: report + journal → what is done, what was in flight, whose report it is.
+//! - [`journal`]: beside the report: its campaign, every send started before it leaves
+//!   (it implements [`dispatch::Ledger`]), and the lock that allows one run per report.
+//! - [`resume`]: report + journal → a decision (pure), then its actions.
 //! - [`progress`]: progress bar or lines, and the summary.
-//! - [`sandbox`]: the WeChat API emulator on 127.0.0.1.
+//! - [`plan`]: a run, resolved: paths, API, secret, rate, resume options, advice commands.
+//! - [`cli`]: clap definitions, lowered into a [`plan::Plan`].
+//! - [`run`]: one driver per mode, wiring the stages together.
 
+pub mod appendfile;
 pub mod campaign;
 pub mod cli;
-pub mod commands;
 pub mod dispatch;
 pub mod journal;
+pub mod outcome;
+pub mod plan;
 pub mod progress;
 pub mod recipients;
 pub mod render;
 pub mod report;
 pub mod resume;
+pub mod run;
 pub mod sandbox;
 pub mod wechat;
 
@@ -55,6 +64,9 @@ pub enum Error {
     Report(#[from] report::Error),
     #[error(transparent)]
     Resume(#[from] resume::Error),
+    /// The report cannot be resumed as it is; `advice` holds the commands past it.
+    #[error("{}{}", .0.0, .0.1)]
+    Refused(Box<(resume::Refusal, String)>),
     #[error(transparent)]
     Journal(#[from] journal::Error),
     /// The run stopped before the end; the message says why and how to resume.
@@ -71,7 +83,9 @@ fn more_rows(more: u64) -> String {
 }
 
 impl Error {
-    /// 1: the run aborted (resumable). 2: invalid input or usage.
+    /// 1: the run aborted (resumable; another run holding the report is one). 2: invalid
+    /// input or usage; nothing on disk changed. (A second Ctrl-C exits 1 too, from
+    /// `run::interact`.)
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Campaign(_)
@@ -81,6 +95,7 @@ impl Error {
             | Error::Usage(_) => 2,
             Error::Report(report::Error::Invalid { .. }) => 2,
             Error::Resume(resume::Error::Refused(_) | resume::Error::Recipients(_)) => 2,
+            Error::Refused(_) => 2,
             Error::Resume(_)
             | Error::Journal(_)
             | Error::Report(report::Error::Io { .. })
@@ -89,7 +104,7 @@ impl Error {
     }
 }
 
-/// Runs a parsed command line; prints errors; returns the exit code.
+/// Lowers and runs a parsed command line; prints errors; returns the exit code.
 pub fn main(cli: cli::Cli) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -101,7 +116,8 @@ pub fn main(cli: cli::Cli) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    let result = cli.lower().map(|plan| runtime.block_on(run::run(plan)));
+    match result.and_then(|r| r) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wxpush: error: {e}");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::dispatch::Status;
+use crate::outcome::Status;
 use crate::report::Tally;
 use crate::wechat::errcode;
 
@@ -93,14 +93,6 @@ impl Progress {
         }
     }
 
-    /// Prints a line without tearing the bar.
-    pub fn println(&self, line: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
-        }
-    }
-
     pub fn finish(self) {
         if let Some(bar) = self.bar {
             bar.finish_and_clear();
@@ -110,15 +102,7 @@ impl Progress {
 
 /// Thousands separators, as a person reads counts.
 pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    indicatif::HumanCount(n).to_string()
 }
 
 /// What the summary says besides the counts.

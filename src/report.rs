@@ -3,16 +3,16 @@
 //! The report is also the journal that resume reads: a recipient with a row has an outcome
 //! and is never sent again. Rows are flushed to the OS after every batch of outcomes (a
 //! killed process loses nothing already written) and synced to disk in groups
-//! (`SYNC_EVERY`, `SYNC_ROWS`). A half-written last line (power loss) is cut off before
+//! ([`appendfile::GroupSync`]). A half-written last line (power loss) is cut off before
 //! appending.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom};
+use std::fs::File;
+use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
-use crate::dispatch::{Outcome, Status};
+use crate::appendfile::{self, GroupSync};
+use crate::outcome::{self, Outcome, Status};
 use crate::recipients::key;
 
 /// The columns every report starts with; later columns are extra.
@@ -29,9 +29,8 @@ pub const COLUMNS: [&str; 9] = [
 ];
 /// The extra column of a dry run: the exact JSON body that would be POSTed.
 pub const PAYLOAD: &str = "payload";
-/// Sync to disk at least this often while rows arrive…
-const SYNC_EVERY: Duration = Duration::from_secs(1);
-/// …or after this many rows, whichever comes first.
+/// Sync to disk after this many rows even within [`appendfile::SYNC_EVERY`]: at high rates
+/// a power cut then loses at most this many outcomes.
 const SYNC_ROWS: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,8 +46,7 @@ pub struct Writer {
     path: PathBuf,
     csv: csv::Writer<BufWriter<File>>,
     payload: bool,
-    unsynced: usize,
-    last_sync: Instant,
+    sync: GroupSync,
     tally: Tally,
 }
 
@@ -61,14 +59,13 @@ pub struct Tally {
     pub problems: BTreeMap<Option<i64>, (u64, String)>,
     /// Requests made for the rows written (retries included).
     pub attempts: u64,
+    /// `failed` rows whose retries ran out (`--retry-failed` sends them again).
+    pub gave_up: u64,
 }
 
 impl Tally {
     pub fn count(&self, s: Status) -> u64 {
         self.by_status.get(&s).copied().unwrap_or(0)
-    }
-    pub fn total(&self) -> u64 {
-        self.by_status.values().sum()
     }
 }
 
@@ -95,7 +92,7 @@ impl Writer {
 
     /// Continues the report at `path`, which [`read`] has checked.
     pub fn append(path: &Path) -> Result<Self, Error> {
-        let file = open_append(path).map_err(|source| Error::Io {
+        let file = appendfile::open(path).map_err(|source| Error::Io {
             path: path.to_owned(),
             source,
         })?;
@@ -109,14 +106,9 @@ impl Writer {
                 .has_headers(false)
                 .from_writer(BufWriter::with_capacity(1 << 20, file)),
             payload,
-            unsynced: 0,
-            last_sync: Instant::now(),
+            sync: GroupSync::new(SYNC_ROWS),
             tally: Tally::default(),
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     pub fn tally(&self) -> &Tally {
@@ -137,7 +129,7 @@ impl Writer {
             .map(|l| l.as_millis().to_string())
             .unwrap_or_default();
         let row = o.row.to_string();
-        let errmsg = one_line(&o.errmsg);
+        let errmsg = one_line(&o.report_errmsg());
         let mut fields: Vec<&str> = vec![
             &o.openid,
             o.status.as_str(),
@@ -161,15 +153,16 @@ impl Writer {
         self.csv
             .write_record(&fields)
             .map_err(|e| self.csv_err(e))?;
-        self.unsynced += 1;
+        self.sync.wrote();
         *self.tally.by_status.entry(o.status).or_default() += 1;
         self.tally.attempts += u64::from(o.attempts);
+        self.tally.gave_up += u64::from(o.gave_up && o.status == Status::Failed);
         if matches!(o.status, Status::Failed | Status::Unknown) {
             let entry = self
                 .tally
                 .problems
                 .entry(o.errcode)
-                .or_insert_with(|| (0, o.errmsg.clone()));
+                .or_insert_with(|| (0, errmsg));
             entry.0 += 1;
         }
         Ok(())
@@ -181,7 +174,7 @@ impl Writer {
             path: self.path.clone(),
             source,
         })?;
-        if self.unsynced >= SYNC_ROWS || self.last_sync.elapsed() >= SYNC_EVERY {
+        if self.sync.due() {
             self.sync()?;
         }
         Ok(())
@@ -205,8 +198,7 @@ impl Writer {
                 path: self.path.clone(),
                 source,
             })?;
-        self.unsynced = 0;
-        self.last_sync = Instant::now();
+        self.sync.synced();
         Ok(())
     }
 
@@ -223,37 +215,11 @@ fn one_line(s: &str) -> String {
     s.replace(['\n', '\r'], " ")
 }
 
-/// Opens a line-oriented file to append to, positioned at its end, after dropping a
-/// partial last line (one a crash cut short).
-pub(crate) fn open_append(path: &Path) -> io::Result<File> {
-    let mut file = OpenOptions::new().read(true).write(true).open(path)?;
-    cut_partial_line(&mut file)?;
-    file.seek(SeekFrom::End(0))?;
-    Ok(file)
-}
-
-/// If the file does not end with a newline, drops the partial last line.
-fn cut_partial_line(file: &mut File) -> io::Result<()> {
-    let len = file.metadata()?.len();
-    if len == 0 {
-        return Ok(());
-    }
-    let mut pos = len;
-    let mut buf = [0u8; 4096];
-    while pos > 0 {
-        let n = (pos as usize).min(buf.len());
-        pos -= n as u64;
-        file.seek(SeekFrom::Start(pos))?;
-        file.read_exact(&mut buf[..n])?;
-        if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
-            let end = pos + i as u64 + 1;
-            if end != len {
-                file.set_len(end)?;
-            }
-            return Ok(());
-        }
-    }
-    file.set_len(0)
+/// A report row named by its recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowRef {
+    pub openid: String,
+    pub row: u64,
 }
 
 /// What an existing report says is done.
@@ -266,6 +232,10 @@ pub struct Done {
     /// Rows in the report.
     pub rows: u64,
     pub by_status: BTreeMap<Status, u64>,
+    /// Rows recorded `unknown`: their message may have been delivered.
+    pub unknown: Vec<RowRef>,
+    /// `failed` rows whose retries ran out: every attempt was answered, none delivered.
+    pub gave_up: Vec<RowRef>,
 }
 
 impl Done {
@@ -276,27 +246,37 @@ impl Done {
     pub fn insert(&mut self, openid: &str) {
         self.openids.insert(key(openid));
     }
+    /// Counts `openid` as not done (its row is about to be dropped).
+    pub fn remove(&mut self, openid: &str) {
+        self.openids.remove(&key(openid));
+    }
     pub fn has_skipped_row(&self, row: u64) -> bool {
         self.skipped_rows.contains(&row)
     }
 }
 
-/// The prefix of the errmsg of a row whose retries ran out (system busy, network errors):
-/// never delivered, and worth sending again later (`--retry-failed`).
-pub const GAVE_UP: &str = "gave up after";
-
 /// Which rows [`drop_rows`] removes.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Drop {
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropRows {
     /// Rows recorded `unknown`.
     pub unknown: bool,
     /// `failed` rows whose retries ran out.
     pub gave_up: bool,
 }
 
+impl DropRows {
+    fn drops(self, status: Option<Status>, errmsg: &str) -> bool {
+        match status {
+            Some(Status::Unknown) => self.unknown,
+            Some(Status::Failed) => self.gave_up && outcome::is_gave_up(errmsg),
+            _ => false,
+        }
+    }
+}
+
 /// Removes rows of the report at `path` (so those recipients are sent again), by writing
 /// the rest to a temporary file that then replaces it. Returns how many.
-pub fn drop_rows(path: &Path, which: Drop) -> Result<u64, Error> {
+pub fn drop_rows(path: &Path, which: DropRows) -> Result<u64, Error> {
     let io_err = |source| Error::Io {
         path: path.to_owned(),
         source,
@@ -315,16 +295,11 @@ pub fn drop_rows(path: &Path, which: Drop) -> Result<u64, Error> {
         .flexible(true)
         .from_writer(BufWriter::new(File::create(&tmp).map_err(io_err)?));
     let mut dropped = 0;
-    for (i, rec) in rdr.records().enumerate() {
-        let rec = rec.map_err(csv_err)?;
+    let mut rec = csv::StringRecord::new();
+    let mut first = true;
+    while rdr.read_record(&mut rec).map_err(csv_err)? {
         let status = rec.get(1).and_then(Status::parse);
-        let gave_up = rec.get(3).is_some_and(|m| m.starts_with(GAVE_UP));
-        let drop = match status {
-            Some(Status::Unknown) => which.unknown,
-            Some(Status::Failed) => which.gave_up && gave_up,
-            _ => false,
-        };
-        if i > 0 && drop {
+        if !std::mem::take(&mut first) && which.drops(status, rec.get(3).unwrap_or("")) {
             dropped += 1;
             continue;
         }
@@ -379,6 +354,10 @@ pub fn read(path: &Path) -> Result<Done, Error> {
         let row: u64 = record[8]
             .parse()
             .map_err(|_| invalid(format!("line {line}: bad row number `{}`", &record[8])))?;
+        let at = || RowRef {
+            openid: record[0].to_owned(),
+            row,
+        };
         match status {
             Status::Skipped => {
                 done.skipped_rows.insert(row);
@@ -387,6 +366,11 @@ pub fn read(path: &Path) -> Result<Done, Error> {
                 done.openids.insert(key(&record[0]));
             }
             Status::DryRun => {}
+        }
+        if status == Status::Unknown {
+            done.unknown.push(at());
+        } else if status == Status::Failed && outcome::is_gave_up(&record[3]) {
+            done.gave_up.push(at());
         }
         done.rows += 1;
         *done.by_status.entry(status).or_default() += 1;
@@ -452,7 +436,7 @@ mod tests {
         w.write(&outcome("a", 1, Status::Sent)).unwrap();
         w.write(&outcome("b", 2, Status::Unknown)).unwrap();
         w.finish().unwrap();
-        let only_unknown = Drop {
+        let only_unknown = DropRows {
             unknown: true,
             gave_up: false,
         };

@@ -1,25 +1,33 @@
-//! Resume: from an existing report and its journal, what is done, what was in flight when
-//! the previous run stopped, and whether the report belongs to this campaign at all.
+//! Resume: decide how a send starts from what its report and journal say, then, only once
+//! the run is validated, confirmed and authenticated, act on the decision.
 //!
 //! A recipient with a report row is done. A recipient the journal says was started but that
 //! has no row was in flight: it is recorded `unknown` and not sent again (WeChat has no way
 //! to ask whether it was delivered), except for Official Account messages still inside their
 //! `client_msg_id` window, which are re-sent with the same id (WeChat delivers at most one).
 //! `--resend-unknown` sends the `unknown` ones again, `--retry-failed` those whose retries ran
-//! out; `--restart` puts the old report aside.
+//! out (released in the journal: they were answered, never delivered); `--restart` sets the
+//! old report aside.
+//!
+//! The split is the point: [`read`] looks at the files (under the journal's lock, so no other
+//! run changes them meanwhile), [`decide`] is a pure function of what was read, the flags and
+//! the time, and returns a [`Start`] holding every [`Action`] to take; [`apply`] takes them.
+//! Nothing on disk changes before `apply`, so a declined confirmation, a missing secret or an
+//! invalid row leaves the report and journal exactly as they were.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::campaign::{Campaign, Kind, RunKind};
-use crate::journal::{self, Header, InDoubt};
+use crate::campaign::{Campaign, Kind};
+use crate::journal::{self, Header, InDoubt, Journal, Lock, RunKind};
+use crate::outcome::{Outcome, Status};
 use crate::recipients::key;
-use crate::report::{self, Done};
+use crate::report::{self, Done, DropRows, RowRef};
 use crate::wechat::message::DEDUP_WINDOW;
 
 /// What the user asked for.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Options {
     /// Put the old report and journal aside and start fresh.
     pub restart: bool,
@@ -31,48 +39,178 @@ pub struct Options {
     pub resume_changed: bool,
 }
 
-/// Where a send starts from.
+/// What a report and its journal hold, as [`read`] found them.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// The report's rows; `None`: there is no report.
+    pub report: Option<Done>,
+    pub journal: Option<JournalFound>,
+}
+
+/// What a journal holds.
 #[derive(Debug)]
-pub struct Resume {
+pub struct JournalFound {
+    /// The header in force.
     pub header: Header,
-    /// Recipients that have (or are about to get, see `unknown`) a report row.
+    /// Whether it records any send.
+    pub records_sends: bool,
+    /// Sends started without an outcome in the report (counting `unknown` rows that
+    /// `--resend-unknown` drops as without one).
+    pub in_doubt: Vec<InDoubt>,
+}
+
+/// The run being started: what it is, for [`decide`].
+#[derive(Debug, Clone)]
+pub struct Subject<'a> {
+    pub campaign: &'a str,
+    pub template_id: &'a str,
+    pub kind: Kind,
+    pub api: RunKind,
+    /// Fingerprint of the recipients file now.
+    pub fingerprint: &'a str,
+    pub recipients: &'a Path,
+}
+
+/// A change to the report or journal, taken by [`apply`] in the order listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `--restart`: rename the report and journal to a free `<stem>.<time>.csv` name.
+    SetAside,
+    /// Journal `released` lines for these recipients (gave-up `failed` rows about to be
+    /// dropped: every attempt was answered, none delivered them).
+    Release(Vec<RowRef>),
+    /// Remove these rows of the report, so their recipients are sent again.
+    DropRows(DropRows),
+    /// Report these sends of the previous run `unknown`.
+    RecordUnknown(Vec<InDoubt>),
+    /// Append the new header to the journal (`--resume-changed`).
+    AppendHeader,
+}
+
+/// How a send starts.
+#[derive(Debug)]
+pub struct Start {
+    pub header: Header,
+    /// Recipients that have (or will have once the actions are taken) a report row.
     pub done: Done,
     /// Rows in the report when resuming; `None` for a fresh report.
     pub previous_rows: Option<u64>,
-    /// `header` differs from the journal's (`--resume-changed`): the journal must record it.
-    pub header_changed: bool,
-    /// In flight when the previous run stopped, to be recorded `unknown` now.
-    pub unknown: Vec<InDoubt>,
+    /// What [`apply`] does, in order.
+    pub actions: Vec<Action>,
     /// In flight when the previous run stopped, safe to send again (inside the
-    /// `client_msg_id` window): openid key → when the first request left.
+    /// `client_msg_id` window, or `--resend-unknown`): openid key → when the first request
+    /// left.
     pub resend: HashMap<u128, SystemTime>,
-    /// Where the old report was put by `--restart`.
-    pub set_aside: Option<PathBuf>,
-    /// Rows removed by `--resend-unknown` and `--retry-failed`.
+    /// Rows the actions drop from the report.
     pub dropped: u64,
 }
 
-impl Resume {
-    /// A fresh start: nothing done.
+impl Start {
+    /// A fresh start: nothing done, nothing to change.
     pub fn fresh(header: Header) -> Self {
-        Resume {
+        Start {
             header,
             done: Done::default(),
             previous_rows: None,
-            header_changed: false,
-            unknown: Vec::new(),
+            actions: Vec::new(),
             resend: HashMap::new(),
-            set_aside: None,
             dropped: 0,
+        }
+    }
+
+    pub fn sets_aside(&self) -> bool {
+        self.actions.contains(&Action::SetAside)
+    }
+
+    /// The sends the previous run left in flight that this one records `unknown`.
+    pub fn unknown(&self) -> &[InDoubt] {
+        self.actions
+            .iter()
+            .find_map(|a| match a {
+                Action::RecordUnknown(u) => Some(u.as_slice()),
+                _ => None,
+            })
+            .unwrap_or(&[])
+    }
+}
+
+/// Why a report cannot be resumed as it is. The driver adds the commands that get past it
+/// ([`Refusal::remedies`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "{} records sends of an earlier run but its report {} is missing, so resuming could \
+         send to those recipients again; restore the report to resume",
+        journal.display(),
+        report.display()
+    )]
+    JournalWithoutReport { report: PathBuf, journal: PathBuf },
+    #[error(
+        "{} exists but its journal {} does not, so wxpush cannot tell which sends were in \
+         flight when it stopped",
+        report.display(),
+        journal.display()
+    )]
+    ReportWithoutJournal { report: PathBuf, journal: PathBuf },
+    #[error(
+        "{} belongs to campaign `{found_campaign}` (template {found_template}), not to \
+         `{campaign}` (template {template}); use --report to write elsewhere",
+        report.display()
+    )]
+    OtherCampaign {
+        report: PathBuf,
+        found_campaign: String,
+        found_template: String,
+        campaign: String,
+        template: String,
+    },
+    #[error(
+        "{} records sends to {found}, and this run sends to {this}: the two never share a \
+         report; use --report to write elsewhere",
+        report.display()
+    )]
+    OtherApi {
+        report: PathBuf,
+        found: String,
+        this: &'static str,
+    },
+    #[error(
+        "{} changed since {} was started; resuming skips every openid that already has a \
+         row, so nobody gets the message twice",
+        recipients.display(),
+        report.display()
+    )]
+    RecipientsChanged {
+        report: PathBuf,
+        recipients: PathBuf,
+    },
+}
+
+/// A way past a [`Refusal`]: a flag added to the same command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remedy {
+    /// `--restart`: a fresh report (the old one is kept under another name).
+    Restart,
+    /// `--resume-changed`: continue with the new list.
+    ResumeChanged,
+}
+
+impl Refusal {
+    pub fn remedies(&self) -> &'static [Remedy] {
+        match self {
+            Refusal::JournalWithoutReport { .. }
+            | Refusal::ReportWithoutJournal { .. }
+            | Refusal::OtherCampaign { .. } => &[Remedy::Restart],
+            Refusal::OtherApi { .. } => &[],
+            Refusal::RecipientsChanged { .. } => &[Remedy::ResumeChanged, Remedy::Restart],
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The report cannot be resumed as it is; the message says what to do.
-    #[error("{0}")]
-    Refused(String),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error(transparent)]
     Recipients(#[from] crate::recipients::Error),
     #[error(transparent)]
@@ -86,99 +224,139 @@ pub enum Error {
     },
 }
 
-/// Decides how a send of `c` to `api` with its report at `report_path` starts.
-pub fn prepare(
-    c: &Campaign,
-    api: RunKind,
+/// Reads the report at `report_path` and its journal (which `lock` holds, if there is one).
+pub fn read(report_path: &Path, lock: Option<&Lock>, opts: Options) -> Result<Found, Error> {
+    let report = match report_path.exists() {
+        true => Some(report::read(report_path)?),
+        false => None,
+    };
+    let Some(lock) = lock else {
+        return Ok(Found {
+            report,
+            journal: None,
+        });
+    };
+    let path = lock.path();
+    let header = journal::header(path)?;
+    let records_sends = journal::records_sends(path)?;
+    // `unknown` rows that --resend-unknown drops count as without an outcome, so that their
+    // first start (the client_msg_id window) is known.
+    let dropped: HashSet<u128> = match (&report, opts.resend_unknown) {
+        (Some(done), true) => done.unknown.iter().map(|r| key(&r.openid)).collect(),
+        _ => HashSet::new(),
+    };
+    let in_doubt = match &report {
+        Some(done) => {
+            journal::in_doubt(path, |o| done.has_openid(o) && !dropped.contains(&key(o)))?
+        }
+        None => Vec::new(),
+    };
+    Ok(Found {
+        report,
+        journal: Some(JournalFound {
+            header,
+            records_sends,
+            in_doubt,
+        }),
+    })
+}
+
+/// Decides how a send of `run` starts from `found`, at `now`. Pure: it changes nothing.
+pub fn decide(
+    found: Found,
+    run: &Subject,
     report_path: &Path,
     opts: Options,
-) -> Result<Resume, Error> {
+    now: SystemTime,
+) -> Result<Start, Refusal> {
     let journal_path = journal::path_for(report_path);
-    let fingerprint =
-        journal::fingerprint(&c.recipients).map_err(|source| crate::recipients::Error::Io {
-            path: c.recipients.clone(),
-            source,
-        })?;
-    let fresh = |set_aside| Resume {
-        set_aside,
-        ..Resume::fresh(Header::new(
-            &c.name,
-            &c.template_id,
-            fingerprint.clone(),
-            api.as_str(),
-        ))
+    let header = Header::new(
+        run.campaign,
+        run.template_id,
+        run.fingerprint.to_owned(),
+        run.api.as_str(),
+    );
+    let Found { report, journal } = found;
+    if opts.restart && (report.is_some() || journal.is_some()) {
+        return Ok(Start {
+            actions: vec![Action::SetAside],
+            ..Start::fresh(header)
+        });
+    }
+    let (mut done, journal) = match (report, journal) {
+        (None, None) => return Ok(Start::fresh(header)),
+        // A journal that records no send, with no report: a run that stopped between the
+        // two files' creation. Nothing was sent; start over it.
+        (None, Some(j)) if !j.records_sends => return Ok(Start::fresh(header)),
+        (None, Some(_)) => {
+            return Err(Refusal::JournalWithoutReport {
+                report: report_path.to_owned(),
+                journal: journal_path,
+            });
+        }
+        (Some(_), None) => {
+            return Err(Refusal::ReportWithoutJournal {
+                report: report_path.to_owned(),
+                journal: journal_path,
+            });
+        }
+        (Some(done), Some(j)) => (done, j),
     };
-    let shown = report_path.display();
-    if opts.restart && (report_path.exists() || journal_path.exists()) {
-        let aside = set_aside(report_path, &journal_path)?;
-        return Ok(fresh(Some(aside)));
+    let mut found = journal.header;
+    if found.campaign != run.campaign || found.template_id != run.template_id {
+        return Err(Refusal::OtherCampaign {
+            report: report_path.to_owned(),
+            found_campaign: found.campaign,
+            found_template: found.template_id,
+            campaign: run.campaign.to_owned(),
+            template: run.template_id.to_owned(),
+        });
     }
-    if !report_path.exists() {
-        if journal_path.exists() {
-            // The journal says sends happened; without their outcomes, a fresh start could
-            // send to every one of those recipients again.
-            return Err(Error::Refused(format!(
-                "{} records sends of an earlier run but its report {shown} is missing; restore \
-                 the report to resume, or pass --restart to start over (the journal is kept)",
-                journal_path.display()
-            )));
-        }
-        return Ok(fresh(None));
+    if found.api != run.api.as_str() {
+        return Err(Refusal::OtherApi {
+            report: report_path.to_owned(),
+            found: found.api,
+            this: run.api.as_str(),
+        });
     }
-    if !journal_path.exists() {
-        return Err(Error::Refused(format!(
-            "{shown} exists but its journal {} does not, so wxpush cannot tell which sends were \
-             in flight when it stopped; --restart starts a fresh report (the old one is kept)",
-            journal_path.display()
-        )));
-    }
-    let mut header = journal::header(&journal_path)?;
-    if header.campaign != c.name || header.template_id != c.template_id {
-        return Err(Error::Refused(format!(
-            "{shown} belongs to campaign `{}` (template {}), not to `{}` (template {}); \
-             use --report to write elsewhere, or --restart to start a fresh report here (the \
-             old one is kept)",
-            header.campaign, header.template_id, c.name, c.template_id
-        )));
-    }
-    if header.api != api.as_str() {
-        return Err(Error::Refused(format!(
-            "{shown} records sends to {}, and this run sends to {}: the two never share a \
-             report; use --report to write elsewhere",
-            header.api,
-            api.as_str()
-        )));
-    }
-    let header_changed = header.recipients != fingerprint;
-    if header_changed {
+    let mut actions = Vec::new();
+    if found.recipients != run.fingerprint {
         if !opts.resume_changed {
-            return Err(Error::Refused(format!(
-                "{} changed since {shown} was started. Resuming skips every openid that \
-                 already has a row, so nobody gets the message twice: pass --resume-changed \
-                 to continue with the new list, or --restart to send to everyone again (the \
-                 old report is kept)",
-                c.recipients.display()
-            )));
+            return Err(Refusal::RecipientsChanged {
+                report: report_path.to_owned(),
+                recipients: run.recipients.to_owned(),
+            });
         }
-        header.recipients = fingerprint;
+        found.recipients = run.fingerprint.to_owned();
+        actions.push(Action::AppendHeader);
     }
-    let which = report::Drop {
+    let previous_rows = Some(done.rows);
+    let drop = DropRows {
         unknown: opts.resend_unknown,
         gave_up: opts.retry_failed,
     };
-    let dropped = if which.unknown || which.gave_up {
-        report::drop_rows(report_path, which)?
-    } else {
-        0
-    };
-    let mut done = report::read(report_path)?;
-    let previous_rows = Some(done.rows);
-    let in_doubt = journal::in_doubt(&journal_path, |o| done.has_openid(o))?;
-    let now = SystemTime::now();
+    let mut dropped = 0;
+    if drop.gave_up && !done.gave_up.is_empty() {
+        actions.push(Action::Release(done.gave_up.clone()));
+    }
+    let mut to_drop = Vec::new();
+    if drop.unknown {
+        to_drop.extend(done.unknown.iter().map(|r| r.openid.clone()));
+    }
+    if drop.gave_up {
+        to_drop.extend(done.gave_up.iter().map(|r| r.openid.clone()));
+    }
+    for openid in &to_drop {
+        done.remove(openid);
+        dropped += 1;
+    }
+    if dropped > 0 {
+        actions.push(Action::DropRows(drop));
+    }
     let mut unknown = Vec::new();
     let mut resend = HashMap::new();
-    for d in in_doubt {
-        let window_open = c.kind == Kind::Official && now < d.started + DEDUP_WINDOW;
+    for d in journal.in_doubt {
+        let window_open = run.kind == Kind::Official && now < d.started + DEDUP_WINDOW;
         if window_open || opts.resend_unknown {
             resend.insert(key(&d.openid), d.started);
         } else {
@@ -186,19 +364,94 @@ pub fn prepare(
             unknown.push(d);
         }
     }
-    Ok(Resume {
-        header,
+    if !unknown.is_empty() {
+        actions.push(Action::RecordUnknown(unknown));
+    }
+    Ok(Start {
+        header: found,
         done,
         previous_rows,
-        header_changed,
-        unknown,
+        actions,
         resend,
-        set_aside: None,
         dropped,
     })
 }
 
-/// Renames the report (and its journal) to `<stem>.<time>.csv` so a fresh one can start.
+/// The journal and report [`apply`] opened for the run.
+pub struct Opened {
+    pub journal: Journal,
+    pub report: report::Writer,
+    /// Where `--restart` put the old report.
+    pub set_aside: Option<PathBuf>,
+}
+
+/// Takes the actions of `start` and opens the journal, then the report, for the run. The
+/// journal first: it is the claim on the report (a second run that raced this one to a
+/// fresh start finds it and stops, having touched nothing).
+pub fn apply(start: &Start, report_path: &Path, lock: Option<Lock>) -> Result<Opened, Error> {
+    let journal_path = journal::path_for(report_path);
+    let fresh = |lock, set_aside| -> Result<Opened, Error> {
+        let journal = Journal::create(&journal_path, lock, &start.header)?;
+        let report = report::Writer::create(report_path, false)?;
+        Ok(Opened {
+            journal,
+            report,
+            set_aside,
+        })
+    };
+    if start.sets_aside() {
+        let aside = set_aside(report_path, &journal_path)?;
+        drop(lock);
+        return fresh(None, Some(aside));
+    }
+    let lock = match (start.previous_rows, lock) {
+        (None, lock) => return fresh(lock, None),
+        (Some(_), Some(lock)) => lock,
+        (Some(_), None) => unreachable!("a resumed report has a locked journal (`decide`)"),
+    };
+    let changed = start
+        .actions
+        .contains(&Action::AppendHeader)
+        .then_some(&start.header);
+    let journal = Journal::append(lock, changed)?;
+    for action in &start.actions {
+        match action {
+            Action::SetAside | Action::AppendHeader => {}
+            Action::Release(rows) => {
+                // Released before the rows are dropped: a crash in between leaves rows that
+                // are still `failed`, never recipients held `unknown`.
+                for r in rows {
+                    journal.released(&r.openid, r.row)?;
+                }
+                journal.finish()?;
+            }
+            Action::DropRows(which) => {
+                report::drop_rows(report_path, *which)?;
+            }
+            Action::RecordUnknown(unknown) => record_unknown(report_path, unknown)?,
+        }
+    }
+    Ok(Opened {
+        journal,
+        report: report::Writer::append(report_path)?,
+        set_aside: None,
+    })
+}
+
+/// Records the sends the previous run left in flight as `unknown`.
+fn record_unknown(report_path: &Path, unknown: &[InDoubt]) -> Result<(), Error> {
+    let mut writer = report::Writer::append(report_path)?;
+    for d in unknown {
+        let why = "in flight when the previous run stopped: may or may not have been delivered";
+        let mut o = Outcome::unsent(d.row, d.openid.clone(), Status::Unknown, why.into());
+        o.sent_at = Some(d.started);
+        writer.write(&o)?;
+    }
+    Ok(writer.finish()?)
+}
+
+/// Renames the report (and its journal) to `<stem>.<time>.csv` (with `-2`, `-3`… when that
+/// name is taken) so a fresh one can start. Returns the new report name.
 fn set_aside(report: &Path, journal: &Path) -> Result<PathBuf, Error> {
     let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
         .to_string()
@@ -209,7 +462,13 @@ fn set_aside(report: &Path, journal: &Path) -> Result<PathBuf, Error> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let aside = report.with_file_name(format!("{stem}.{stamp}.csv"));
+    let aside = (1..)
+        .map(|n| match n {
+            1 => report.with_file_name(format!("{stem}.{stamp}.csv")),
+            n => report.with_file_name(format!("{stem}.{stamp}-{n}.csv")),
+        })
+        .find(|p| !p.exists() && !p.with_extension("journal").exists())
+        .unwrap_or_else(|| unreachable!("(1..) is endless"));
     let rename = |from: &Path, to: &Path| {
         std::fs::rename(from, to).map_err(|source| Error::Io {
             path: from.to_owned(),
@@ -223,4 +482,14 @@ fn set_aside(report: &Path, journal: &Path) -> Result<PathBuf, Error> {
         rename(journal, &aside.with_extension("journal"))?;
     }
     Ok(aside)
+}
+
+/// The recipients file's fingerprint, as the journal records it.
+pub fn fingerprint(c: &Campaign) -> Result<String, Error> {
+    journal::fingerprint(&c.recipients).map_err(|source| {
+        Error::Recipients(crate::recipients::Error::Io {
+            path: c.recipients.clone(),
+            source,
+        })
+    })
 }

@@ -162,9 +162,7 @@ pub fn advice(errcode: i64) -> Option<&'static str> {
             "add this machine's IP (shown in the message) to the API IP whitelist: 公众号后台 → 设置与开发 → 基本配置"
         }
         40037 => "check `template_id`: it must be a template of this account",
-        45009 => {
-            "the daily quota is used up; run the same command tomorrow to resume where it stopped"
-        }
+        45009 => "the daily quota is used up; resume tomorrow with the command below",
         45103 | 45109 => "this API is retired: use `mini_api: subscribe` (subscribe messages)",
         41030 => "check `page`: it must exist in the released version of the mini program",
         48001 | 50001 | 48004 => {

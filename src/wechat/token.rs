@@ -16,13 +16,27 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::{Client, Secret, describe, errcode};
-use crate::campaign::TokenApi;
+
+/// How the access token is obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenApi {
+    /// `POST /cgi-bin/stable_token`: does not invalidate tokens other services of the account hold.
+    #[default]
+    Stable,
+    /// `GET /cgi-bin/token`: every call invalidates the previous token after 5 minutes.
+    Classic,
+}
 
 /// WeChat ignores a second `force_refresh` within 30 s (wechat-api.md §1.2).
 pub const FORCE_SPACING: Duration = Duration::from_secs(30);
 /// Refresh this long before expiry at most. The stable API hands out a new token only in the
 /// last 5 minutes of the old one's life, so refreshing earlier would just get the same one.
 const MAX_MARGIN: Duration = Duration::from_secs(300);
+/// The longest token life believed: WeChat's tokens live 7,200 s; a larger `expires_in`
+/// (a broken proxy, a hostile answer) is clamped, so it can neither overflow an `Instant`
+/// nor keep a dead token cached for days.
+const MAX_LIFE: Duration = Duration::from_secs(86_400);
 /// Token calls retried on transport errors before the run gives up.
 const FETCH_ATTEMPTS: u32 = 4;
 
@@ -205,7 +219,7 @@ impl Tokens {
                 });
             }
         };
-        let life = Duration::from_secs(reply.expires_in.max(1));
+        let life = Duration::from_secs(reply.expires_in.max(1)).min(MAX_LIFE);
         let margin = (life / 4).min(MAX_MARGIN);
         gate.generation += 1;
         let token = Token {

@@ -150,7 +150,7 @@ fn daily_quota_aborts_then_the_next_day_resumes_exactly_once() {
         w.send(&sb, &[])
             .expect(1)
             .stderr_has("45009")
-            .stderr_has("run the same command tomorrow");
+            .stderr_has("resume tomorrow with the command below");
         assert_eq!(w.report(REPORT).len(), 50 * day);
         assert!(sb.stats().send_requests < 50 * day as u64 + 20);
         sb.next_day();
@@ -178,7 +178,8 @@ fn ctrl_c_finishes_in_flight_requests_and_resumes() {
         .wait()
         .expect(1)
         .stderr_has("interrupted")
-        .stderr_has("resume with: wxpush send c.yaml");
+        .stderr_has("resume with: WXPUSH_API_BASE=")
+        .stderr_has(" wxpush send c.yaml --yes");
     // Every request that left got its answer recorded: nothing unknown, nothing lost.
     let rows = w.report(REPORT);
     assert_eq!(rows.len() as u64, sb.stats().accepted, "{}", run.stdout);

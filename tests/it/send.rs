@@ -234,7 +234,7 @@ fn retired_legacy_api_aborts_fast_with_advice() {
         .expect(1)
         .stderr_has("45103")
         .stderr_has("mini_api: subscribe")
-        .stderr_has("resume with: wxpush send campaigns/course-legacy.yaml");
+        .stderr_has(" wxpush send campaigns/course-legacy.yaml --yes");
     assert!(sb.stats().send_requests <= 2);
     // Nothing was sent, so no row: a resumed run would send everyone.
     assert_eq!(

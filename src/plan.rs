@@ -1,0 +1,159 @@
+//! The plan: the command line lowered into what a run will do, before anything runs.
+//!
+//! [`crate::cli::Cli::lower`] builds a [`Plan`]: the campaign loaded and validated (and never
+//! changed afterwards), the report path, the kind of API and its base URL (checked: no plain
+//! http beyond this machine), the AppSecret read from the environment, the effective rate
+//! and concurrency, and the resume options. Everything a run needs to know about its own
+//! command line is here, so the advice it prints ([`SendPlan::command`]) is built from the
+//! same facts that drove it.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::campaign::Campaign;
+use crate::journal::RunKind;
+use crate::resume;
+use crate::sandbox::Knobs;
+use crate::wechat::Secret;
+
+/// Environment variable that overrides the API base URL.
+pub const API_BASE_ENV: &str = "WXPUSH_API_BASE";
+
+/// One run of wxpush.
+#[derive(Debug)]
+pub enum Plan {
+    Check(Campaign),
+    Preview { campaign: Campaign, limit: u64 },
+    Send(Box<SendPlan>),
+    Sandbox { addr: SocketAddr, knobs: Knobs },
+}
+
+/// Where a send goes.
+#[derive(Debug)]
+pub enum Api {
+    /// Nowhere: a dry run.
+    None,
+    /// A sandbox started inside this process (`--sandbox`).
+    InProcess,
+    /// An API base URL (WeChat, or a sandbox on 127.0.0.1), with the AppSecret.
+    Remote {
+        base: String,
+        /// The base came from [`API_BASE_ENV`] (advice repeats it).
+        from_env: bool,
+        secret: Secret,
+    },
+}
+
+/// A `send`, resolved.
+#[derive(Debug)]
+pub struct SendPlan {
+    pub campaign: Campaign,
+    /// The campaign path as given on the command line.
+    pub campaign_arg: PathBuf,
+    pub report: PathBuf,
+    /// `--report` as given.
+    pub report_arg: Option<PathBuf>,
+    pub run_kind: RunKind,
+    pub api: Api,
+    /// Messages per second: `--rate`, else the campaign's.
+    pub rate: u32,
+    /// Requests in flight: `--concurrency`, else the campaign's.
+    pub concurrency: usize,
+    pub rate_arg: Option<u32>,
+    pub concurrency_arg: Option<u32>,
+    /// `--limit`: recipients to send in this run at most.
+    pub limit: Option<u64>,
+    /// `--yes`.
+    pub yes: bool,
+    /// `--wait`: wait for another run of the report to end instead of refusing.
+    pub wait: bool,
+    pub resume: resume::Options,
+}
+
+/// The default report path: `reports/<name>.csv` beside the campaign file for a send to
+/// WeChat, `<name>.sandbox.csv` for a send to a sandbox and `<name>.dry-run.csv` for a dry
+/// run, so neither ever looks like progress a real send would resume.
+pub fn default_report(c: &Campaign, kind: RunKind) -> PathBuf {
+    let dir = c.path.parent().unwrap_or(Path::new("."));
+    let suffix = match kind {
+        RunKind::WeChat => "",
+        RunKind::Sandbox => ".sandbox",
+        RunKind::DryRun => ".dry-run",
+    };
+    dir.join("reports").join(format!("{}{suffix}.csv", c.name))
+}
+
+/// A flag that advice adds to the run's own command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    /// Continue as it was: resume the same report.
+    Resume,
+    /// `--restart`.
+    Restart,
+    /// `--resume-changed`.
+    ResumeChanged,
+    /// `--resend-unknown`.
+    ResendUnknown,
+    /// `--retry-failed`.
+    RetryFailed,
+}
+
+impl SendPlan {
+    /// The exact command line that does `then` to this run's report: the campaign, the
+    /// report, where it sends (`--sandbox`, or the API base from the environment), rate and
+    /// concurrency overrides, `--yes` and `--resume-changed` as given, and `limit` as the
+    /// `--limit` to use. Never `--restart`, `--resend-unknown` or `--retry-failed` unless
+    /// `then` asks for one: advice repeats nothing that would redo what was done.
+    pub fn command(&self, then: Then, limit: Option<u64>) -> String {
+        let mut words: Vec<OsString> = vec!["wxpush".into(), "send".into()];
+        words.push(self.campaign_arg.clone().into());
+        if let Some(r) = &self.report_arg {
+            words.extend(["--report".into(), r.clone().into()]);
+        }
+        if matches!(self.api, Api::InProcess) {
+            words.push("--sandbox".into());
+        }
+        if let Some(r) = self.rate_arg {
+            words.extend(["--rate".into(), r.to_string().into()]);
+        }
+        if let Some(c) = self.concurrency_arg {
+            words.extend(["--concurrency".into(), c.to_string().into()]);
+        }
+        if let Some(n) = limit {
+            words.extend(["--limit".into(), n.to_string().into()]);
+        }
+        if self.resume.resume_changed || then == Then::ResumeChanged {
+            words.push("--resume-changed".into());
+        }
+        match then {
+            Then::Resume | Then::ResumeChanged => {}
+            Then::Restart => words.push("--restart".into()),
+            Then::ResendUnknown => words.push("--resend-unknown".into()),
+            Then::RetryFailed => words.push("--retry-failed".into()),
+        }
+        if self.yes {
+            words.push("--yes".into());
+        }
+        let words: Vec<String> = words
+            .iter()
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect();
+        let line = shell_words::join(words);
+        match &self.api {
+            // An assignment before the command: the name itself must not be quoted.
+            Api::Remote {
+                base,
+                from_env: true,
+                ..
+            } => format!("{API_BASE_ENV}={} {line}", shell_words::quote(base)),
+            _ => line,
+        }
+    }
+
+    /// The `--limit` for the next run after this one recorded `used` recipients: what is
+    /// left of this run's limit, or a new batch of the same size once it is used up.
+    pub fn next_limit(&self, used: u64) -> Option<u64> {
+        self.limit.map(|n| if used < n { n - used } else { n })
+    }
+}

@@ -1,0 +1,168 @@
+//! The read-only modes, `check` and `preview`, and the validation pass every mode shares:
+//! every row streamed through render, the first errors listed, nothing sent.
+
+use crate::Error;
+use crate::campaign::{Campaign, Kind};
+use crate::progress::thousands;
+use crate::recipients::{Recipients, Row};
+use crate::render::{self, Renderer};
+use crate::report::Done;
+use crate::wechat::message::Outgoing;
+
+/// Invalid rows listed in full before the rest are only counted.
+const MAX_LISTED_ERRORS: usize = 10;
+
+/// Counts from the validation pass.
+#[derive(Debug, Default)]
+pub(super) struct Validated {
+    pub rows: u64,
+    pub recipients: u64,
+    pub duplicates: u64,
+    /// Recipients without an outcome in the report being resumed.
+    pub to_send: u64,
+    /// Repeated-openid rows not yet reported `skipped`.
+    pub duplicates_to_report: u64,
+}
+
+/// The campaign's recipients, opened with a renderer for their columns.
+pub(super) fn open(c: &Campaign) -> Result<(Recipients, Renderer), Error> {
+    let rows = Recipients::open(&c.recipients, render::required_columns(c))?;
+    let renderer = Renderer::new(c, rows.headers().clone())?;
+    Ok((rows, renderer))
+}
+
+/// Streams every row through render; collects the first errors.
+pub(super) fn validate(c: &Campaign, done: Option<&Done>) -> Result<Validated, Error> {
+    let (mut rows, renderer) = open(c)?;
+    let mut v = Validated::default();
+    let mut errors = Vec::new();
+    let mut more = 0;
+    let mut note = |e: String| {
+        if errors.len() < MAX_LISTED_ERRORS {
+            errors.push(e);
+        } else {
+            more += 1;
+        }
+    };
+    while let Some(row) = rows.next_row() {
+        v.rows += 1;
+        match row {
+            Ok(Row::New(r)) => {
+                v.recipients += 1;
+                match renderer.render(&r) {
+                    Err(e) => note(e.to_string()),
+                    Ok(_) if done.is_some_and(|d| d.has_openid(&r.openid)) => {}
+                    Ok(_) => v.to_send += 1,
+                }
+            }
+            Ok(Row::Duplicate(r)) => {
+                v.duplicates += 1;
+                if !done.is_some_and(|d| d.has_skipped_row(r.row)) {
+                    v.duplicates_to_report += 1;
+                }
+            }
+            Err(e @ crate::recipients::Error::Row { .. }) => note(e.to_string()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error::Rows(errors, more));
+    }
+    if v.recipients == 0 {
+        return Err(Error::Usage(format!(
+            "{}: has a header but no recipient rows",
+            c.recipients.display()
+        )));
+    }
+    Ok(v)
+}
+
+pub(super) fn describe_kind(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Official => "official account template messages",
+        Kind::Subscribe => "mini program subscribe messages",
+        Kind::MiniTemplate => "mini program template messages (legacy form_id API)",
+    }
+}
+
+pub(super) fn warn(c: &Campaign) {
+    for w in c.warnings() {
+        eprintln!("wxpush: warning: {}: {w}", c.path.display());
+    }
+}
+
+pub(super) fn check(c: &Campaign) -> Result<(), Error> {
+    warn(c);
+    let v = validate(c, None)?;
+    let secs = v.recipients.div_ceil(u64::from(c.rate));
+    println!("{}: valid", c.path.display());
+    println!("  {}, template {}", describe_kind(c.kind), c.template_id);
+    println!(
+        "  {} rows: {} recipients, {} repeated openids (reported skipped, sent once)",
+        thousands(v.rows),
+        thousands(v.recipients),
+        thousands(v.duplicates)
+    );
+    println!(
+        "  at {}/s a full send takes about {}",
+        c.rate,
+        humantime::format_duration(std::time::Duration::from_secs(secs))
+    );
+    Ok(())
+}
+
+pub(super) fn preview(c: &Campaign, limit: u64) -> Result<(), Error> {
+    warn(c);
+    let (mut rows, renderer) = open(c)?;
+    let mut shown = 0;
+    while shown < limit {
+        let Some(row) = rows.next_row() else { break };
+        let Row::New(r) = row? else { continue };
+        let msg = renderer.render(&r)?;
+        shown += 1;
+        println!("── message {shown} · row {} · {} ──", r.row, r.openid);
+        print!("{}", readable(&msg));
+    }
+    println!(
+        "(run `wxpush check {}` to validate every row)",
+        c.path.display()
+    );
+    Ok(())
+}
+
+/// A message body as aligned `key  value` lines, data fields flattened.
+fn readable(msg: &Outgoing) -> String {
+    let mut out = format!("POST {}\n", msg.endpoint.path());
+    let Ok(serde_json::Value::Object(body)) = serde_json::from_slice(&msg.body) else {
+        return out + msg.body_str() + "\n";
+    };
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut lines = Vec::new();
+    for (k, v) in &body {
+        match (k.as_str(), v) {
+            ("data", serde_json::Value::Object(fields)) => {
+                for (name, f) in fields {
+                    let mut value = f.get("value").map(text).unwrap_or_default();
+                    if let Some(color) = f.get("color") {
+                        value.push_str(&format!("   (color {})", text(color)));
+                    }
+                    lines.push((format!("data.{name}"), value));
+                }
+            }
+            (_, serde_json::Value::Object(inner)) => {
+                for (ik, iv) in inner {
+                    lines.push((format!("{k}.{ik}"), text(iv)));
+                }
+            }
+            _ => lines.push((k.clone(), text(v))),
+        }
+    }
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in lines {
+        out.push_str(&format!("  {k:<width$}  {v}\n"));
+    }
+    out
+}

@@ -1,0 +1,263 @@
+//! What the user reads and answers during a send: the plan announced before the question,
+//! the confirmation, Ctrl-C, refusals, aborts, and the advice. Every piece of advice is one
+//! exact command line from [`SendPlan::command`], so following it continues this run's
+//! report, at this run's API, and never redoes a one-off flag.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
+
+use super::check::{Validated, describe_kind};
+use crate::Error;
+use crate::dispatch::{Stop, StopReason};
+use crate::outcome::Status;
+use crate::plan::{SendPlan, Then};
+use crate::progress::thousands;
+use crate::report::Tally;
+use crate::resume::{Refusal, Remedy, Start};
+use crate::wechat::errcode;
+
+/// What the run is about to do, printed before the confirmation question (nothing has
+/// changed yet).
+pub(super) fn announce(plan: &SendPlan, start: &Start, v: &Validated) {
+    let report = plan.report.display();
+    if start.sets_aside() {
+        println!(
+            "restart: a fresh report; the current {report} is kept under a new name once \
+             sending starts"
+        );
+    }
+    if let Some(rows) = start.previous_rows {
+        println!(
+            "resuming: {} of {} recipients done ({} rows in {report})",
+            thousands(v.recipients - v.to_send),
+            thousands(v.recipients),
+            thousands(rows),
+        );
+    }
+    if start.dropped > 0 {
+        let which = match (plan.resume.resend_unknown, plan.resume.retry_failed) {
+            (true, true) => "`unknown` or `failed` after their last retry",
+            (true, false) => "`unknown`",
+            _ => "`failed` after their last retry",
+        };
+        println!(
+            "{} recipients recorded {which} will be sent again",
+            thousands(start.dropped)
+        );
+    }
+    let unknown = start.unknown().len() as u64;
+    if unknown > 0 {
+        println!(
+            "{} sends were in flight when the previous run stopped: recorded `unknown` (they \
+             may have been delivered)",
+            thousands(unknown)
+        );
+    }
+    if !start.resend.is_empty() && !plan.resume.resend_unknown {
+        println!(
+            "{} sends were in flight when the previous run stopped: sending them again with the \
+             same client_msg_id, so WeChat delivers each at most once",
+            thousands(start.resend.len() as u64)
+        );
+    }
+}
+
+/// Recipients of the whole report that advice can act on.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Leftovers {
+    /// Rows `unknown`: may have been delivered.
+    pub unknown: u64,
+    /// `failed` rows whose retries ran out.
+    pub gave_up: u64,
+}
+
+impl Leftovers {
+    /// Those the report holds once `start`'s actions are taken: the previous rows the run
+    /// does not drop, and the in-flight sends it records `unknown`.
+    pub fn before(start: &Start, plan: &SendPlan) -> Self {
+        let done = &start.done;
+        let kept = |rows: usize, dropped: bool| if dropped { 0 } else { rows as u64 };
+        Leftovers {
+            unknown: kept(done.unknown.len(), plan.resume.resend_unknown)
+                + start.unknown().len() as u64,
+            gave_up: kept(done.gave_up.len(), plan.resume.retry_failed),
+        }
+    }
+
+    /// These, plus the rows of a run's `tally`.
+    pub fn plus(self, tally: &Tally) -> Self {
+        Leftovers {
+            unknown: self.unknown + tally.count(Status::Unknown),
+            gave_up: self.gave_up + tally.gave_up,
+        }
+    }
+
+    /// The advice for them, one line each.
+    pub fn advice(self, plan: &SendPlan) -> String {
+        let mut s = String::new();
+        if self.gave_up > 0 {
+            s.push_str(&format!(
+                "  {} recipients failed after their retries ran out (never delivered); to try \
+                 them again: {}\n",
+                thousands(self.gave_up),
+                plan.command(Then::RetryFailed, None)
+            ));
+        }
+        if self.unknown > 0 {
+            s.push_str(&format!(
+                "  {} recipients are `unknown` (their message may have been delivered); to send \
+                 them again anyway, at the risk of a second delivery: {}\n",
+                thousands(self.unknown),
+                plan.command(Then::ResendUnknown, None)
+            ));
+        }
+        s
+    }
+}
+
+/// The hint after a run that stopped at its `--limit` with recipients left.
+pub(super) fn limit_reached(plan: &SendPlan, left: u64, used: u64) -> String {
+    format!(
+        "  --limit {}: {} recipients left; to continue: {}\n",
+        plan.limit.unwrap_or_default(),
+        thousands(left),
+        plan.command(Then::Resume, plan.next_limit(used))
+    )
+}
+
+/// A refusal to resume, with the commands that get past it.
+pub(super) fn refused(plan: &SendPlan, why: Refusal) -> Error {
+    let mut advice = String::new();
+    for remedy in why.remedies() {
+        let (what, then) = match remedy {
+            Remedy::Restart => (
+                "to start a fresh report (the old one is kept)",
+                Then::Restart,
+            ),
+            Remedy::ResumeChanged => ("to continue with the new list", Then::ResumeChanged),
+        };
+        advice.push_str(&format!("\n  {what}: {}", plan.command(then, plan.limit)));
+    }
+    Error::Refused(Box::new((why, advice)))
+}
+
+/// The text of an aborted run: why, what to do, how to resume.
+pub(super) fn aborted(plan: &SendPlan, reason: &StopReason, tally: Option<&Tally>) -> Error {
+    let (why, code) = match reason {
+        StopReason::Api {
+            errcode: code,
+            errmsg,
+        } => (
+            format!(
+                "WeChat answered {code} ({}): {errmsg}",
+                errcode::meaning(*code)
+            ),
+            Some(*code),
+        ),
+        StopReason::Token(e) => (format!("no access token: {e}"), e.errcode()),
+        StopReason::Report(e) => (format!("cannot write the report or journal: {e}"), None),
+        StopReason::Unhealthy(why) => (why.clone(), None),
+        StopReason::Interrupted => ("interrupted".to_owned(), None),
+    };
+    let mut msg = format!("run aborted: {why}");
+    if let Some(advice) = code.and_then(errcode::advice) {
+        msg.push_str(&format!("\n  what to do: {advice}"));
+    }
+    let count = |s| tally.map_or(0, |t: &Tally| t.count(s));
+    let used = count(Status::Sent) + count(Status::Failed) + count(Status::Unknown);
+    msg.push_str(&format!(
+        "\n  {} sent in this run of `{}`; resuming sends every recipient without a row in \
+         the report",
+        thousands(count(Status::Sent)),
+        plan.campaign.name
+    ));
+    msg.push_str(&format!(
+        "\n  resume with: {}",
+        plan.command(Then::Resume, plan.next_limit(used))
+    ));
+    Error::Aborted(msg)
+}
+
+/// Asks before sending `n` messages via `base`, unless `--yes`.
+pub(super) fn confirm(plan: &SendPlan, n: u64, base: &str) -> Result<(), Error> {
+    let c = &plan.campaign;
+    let question = format!(
+        "Send {} {} (template {}) via {base} at {}/s?",
+        thousands(n),
+        describe_kind(c.kind),
+        c.template_id,
+        plan.rate
+    );
+    if plan.yes {
+        println!("{question} yes (--yes)");
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Usage(
+            "refusing to send without confirmation: standard input is not a terminal; pass --yes"
+                .into(),
+        ));
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    // A read error counts as "no".
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(Error::Usage("not confirmed; nothing was sent".into()))
+    }
+}
+
+/// Exit code of a second Ctrl-C, which quits at once: the run aborted (and can be resumed).
+const QUIT_AT_ONCE: i32 = 1;
+
+/// The first Ctrl-C stops the run gracefully (in-flight requests finish, their outcomes are
+/// recorded); a second one quits at once, leaving the in-flight sends to the next run's
+/// resume, which records them `unknown`.
+pub(super) fn watch_ctrl_c(stop: Arc<Stop>) {
+    tokio::spawn(async move {
+        // One listener for both presses, so a second Ctrl-C is never missed.
+        let mut presses = Presses::new();
+        if !presses.next().await {
+            return;
+        }
+        eprintln!(
+            "\nwxpush: interrupted: waiting for the requests in flight (Ctrl-C again to quit at once)"
+        );
+        stop.trigger(StopReason::Interrupted);
+        if presses.next().await {
+            eprintln!(
+                "wxpush: quit at once; the sends in flight are recorded `unknown` by the next run"
+            );
+            std::process::exit(QUIT_AT_ONCE);
+        }
+    });
+}
+
+/// Ctrl-C presses.
+struct Presses {
+    #[cfg(unix)]
+    sigint: Option<tokio::signal::unix::Signal>,
+}
+
+impl Presses {
+    fn new() -> Self {
+        Presses {
+            #[cfg(unix)]
+            sigint: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok(),
+        }
+    }
+
+    /// The next press; false if none can be seen.
+    async fn next(&mut self) -> bool {
+        #[cfg(unix)]
+        return match &mut self.sigint {
+            Some(s) => s.recv().await.is_some(),
+            None => false,
+        };
+        #[cfg(not(unix))]
+        return tokio::signal::ctrl_c().await.is_ok();
+    }
+}

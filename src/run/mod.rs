@@ -1,0 +1,28 @@
+//! The mode drivers: one function per [`Plan`], each wiring the pipeline stages in order.
+//!
+//! - [`check`]: the read-only modes, `check` and `preview`, and the validation pass that
+//!   `send` shares with them.
+//! - [`send`]: `send` and `send --dry-run`: decide, validate, confirm, authenticate, act,
+//!   send, summarise.
+//! - [`pipeline`]: where the producer, the dispatcher and the report writer meet.
+//! - [`interact`]: what the user reads and answers: the confirmation, Ctrl-C, announcements,
+//!   refusals, aborts and the advice (each an exact command from the plan).
+//! - [`sandbox`]: `wxpush sandbox`.
+
+mod check;
+mod interact;
+mod pipeline;
+mod sandbox;
+mod send;
+
+use crate::Error;
+use crate::plan::Plan;
+
+pub async fn run(plan: Plan) -> Result<(), Error> {
+    match plan {
+        Plan::Check(c) => check::check(&c),
+        Plan::Preview { campaign, limit } => check::preview(&campaign, limit),
+        Plan::Send(p) => send::send(&p).await,
+        Plan::Sandbox { addr, knobs } => sandbox::serve(addr, knobs).await,
+    }
+}

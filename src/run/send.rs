@@ -1,0 +1,208 @@
+//! `send` and `send --dry-run`. A send decides first and acts last:
+//!
+//! lock the journal → read the report → decide how to start (pure) → validate every row →
+//! announce → connect → confirm → authenticate → act on the decision (set aside, drop,
+//! release, record) → send → summary and advice.
+//!
+//! Everything before "act" only reads, so an invalid row, a declined question, a missing
+//! secret or a wrong AppSecret leave the report and journal exactly as they were.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::check::{self, describe_kind};
+use super::interact::{self, Leftovers};
+use super::pipeline::{self, Sending};
+use crate::Error;
+use crate::dispatch::{Settings, Stop, StopReason};
+use crate::journal::{self, Header, Lock};
+use crate::outcome::Status;
+use crate::plan::{Api, SendPlan};
+use crate::progress::{self, Facts};
+use crate::report;
+use crate::resume::{self, Start, Subject};
+use crate::sandbox::{self, Sandbox};
+use crate::wechat::token::Tokens;
+use crate::wechat::{Client, Secret};
+
+pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
+    if matches!(plan.api, Api::None) {
+        return dry_run(plan).await;
+    }
+    let c = &plan.campaign;
+    check::warn(c);
+    // Held from before the report is read until the run ends: one run per report.
+    let lock = Lock::acquire(&journal::path_for(&plan.report), plan.wait)?;
+    let found = resume::read(&plan.report, lock.as_ref(), plan.resume)?;
+    let fingerprint = resume::fingerprint(c)?;
+    let subject = Subject {
+        campaign: &c.name,
+        template_id: &c.template_id,
+        kind: c.kind,
+        api: plan.run_kind,
+        fingerprint: &fingerprint,
+        recipients: &c.recipients,
+    };
+    let start = resume::decide(
+        found,
+        &subject,
+        &plan.report,
+        plan.resume,
+        SystemTime::now(),
+    )
+    .map_err(|why| interact::refused(plan, why))?;
+    let v = check::validate(c, Some(&start.done))?;
+    let limit = plan.limit.unwrap_or(u64::MAX);
+    let to_send = v.to_send.min(limit);
+    interact::announce(plan, &start, &v);
+    if to_send == 0 {
+        return nothing_left(plan, &start, &v, lock);
+    }
+
+    let target = connect(plan).await?;
+    interact::confirm(plan, to_send, &target.base)?;
+    let client = Client::new(&target.base).map_err(Error::Aborted)?;
+    let tokens = Arc::new(Tokens::new(
+        client.clone(),
+        c.token_api,
+        c.appid.clone(),
+        target.secret.clone(),
+    ));
+    // Authenticate before anything changes: a wrong AppSecret stops here, with nothing sent
+    // and nothing on disk touched.
+    tokens
+        .get()
+        .await
+        .map_err(|e| interact::aborted(plan, &StopReason::Token(e), None))?;
+
+    let opened = resume::apply(&start, &plan.report, lock)?;
+    if let Some(aside) = &opened.set_aside {
+        println!("restart: the previous report is now {}", aside.display());
+    }
+    let stop = Arc::new(Stop::default());
+    interact::watch_ctrl_c(stop.clone());
+    let started = Instant::now();
+    let journal = Arc::new(opened.journal);
+    let via = Sending {
+        client,
+        tokens,
+        ledger: journal.clone(),
+        settings: Settings {
+            rate: plan.rate,
+            concurrency: plan.concurrency,
+            error_threshold: c.error_threshold,
+        },
+        stop: stop.clone(),
+    };
+    let leftovers = Leftovers::before(&start, plan);
+    let total = to_send + v.duplicates_to_report;
+    let sent = pipeline::send(c, start, limit, opened.report, total, via).await;
+    let journaled = journal.finish();
+    if let Some(sb) = target.sandbox {
+        sb.shutdown().await;
+    }
+    let (tally, produced) = sent?;
+    journaled?;
+    let facts = Facts {
+        title: format!("{}: {} → {}", c.name, describe_kind(c.kind), target.base),
+        started,
+        sending: true,
+        rate_limit: plan.rate,
+        report: &plan.report,
+    };
+    print!("{}", progress::summary(&tally, &facts));
+    if let Some(reason) = stop.reason() {
+        return Err(interact::aborted(plan, &reason, Some(&tally)));
+    }
+    produced?;
+    if to_send < v.to_send {
+        let used = tally.count(Status::Sent) + tally.count(Status::Failed);
+        let used = used + tally.count(Status::Unknown);
+        print!(
+            "{}",
+            interact::limit_reached(plan, v.to_send - to_send, used)
+        );
+    }
+    print!("{}", leftovers.plus(&tally).advice(plan));
+    Ok(())
+}
+
+/// Every recipient has a row: record what the previous run left unrecorded (in-flight sends,
+/// repeated openids), and say what the report still holds that advice can act on.
+fn nothing_left(
+    plan: &SendPlan,
+    start: &Start,
+    v: &check::Validated,
+    lock: Option<Lock>,
+) -> Result<(), Error> {
+    if !start.actions.is_empty() || v.duplicates_to_report > 0 {
+        let mut opened = resume::apply(start, &plan.report, lock)?;
+        if v.duplicates_to_report > 0 {
+            // A run stopped between a recipient's last row and its repeats.
+            pipeline::record_skipped(&plan.campaign, &start.done, &mut opened.report)?;
+        }
+        opened.report.finish()?;
+        opened.journal.finish()?;
+    }
+    println!("nothing left to send: every recipient has a row in the report");
+    print!("{}", Leftovers::before(start, plan).advice(plan));
+    Ok(())
+}
+
+/// Where the run sends, and with which secret.
+struct Target {
+    base: String,
+    secret: Secret,
+    sandbox: Option<Sandbox>,
+}
+
+/// Connects the run to its API base, or starts the in-process sandbox.
+async fn connect(plan: &SendPlan) -> Result<Target, Error> {
+    match &plan.api {
+        Api::Remote { base, secret, .. } => Ok(Target {
+            base: base.clone(),
+            secret: secret.clone(),
+            sandbox: None,
+        }),
+        Api::InProcess | Api::None => {
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+            let sb = Sandbox::start(addr, sandbox::Knobs::default())
+                .await
+                .map_err(|e| Error::Aborted(format!("cannot start the sandbox: {e}")))?;
+            Ok(Target {
+                base: sb.base_url(),
+                secret: Secret::new(sandbox::SANDBOX_SECRET.to_owned()),
+                sandbox: Some(sb),
+            })
+        }
+    }
+}
+
+/// Renders every row into a dry-run report with each exact payload; sends nothing.
+async fn dry_run(plan: &SendPlan) -> Result<(), Error> {
+    let c = &plan.campaign;
+    check::warn(c);
+    let v = check::validate(c, None)?;
+    let limit = plan.limit.unwrap_or(u64::MAX);
+    let total = v.to_send.min(limit) + v.duplicates_to_report;
+    let started = Instant::now();
+    let writer = report::Writer::create(&plan.report, true)?;
+    // A dry run shows the exact bodies, `client_msg_id` included (that of a fresh run).
+    let header = Header::new(&c.name, &c.template_id, String::new(), "dry-run");
+    let tally = pipeline::dry_run(c, Start::fresh(header), limit, writer, total).await?;
+    let facts = Facts {
+        title: format!(
+            "{}: dry run of {}, nothing sent",
+            c.name,
+            describe_kind(c.kind)
+        ),
+        started,
+        sending: false,
+        rate_limit: plan.rate,
+        report: &plan.report,
+    };
+    print!("{}", progress::summary(&tally, &facts));
+    println!("  the payload column holds each exact JSON body");
+    Ok(())
+}
