@@ -1,13 +1,13 @@
 //! The mode drivers: one function per [`Plan`], each wiring the pipeline stages in order.
 //!
-//! - [`check`]: the read-only modes, `check` and `preview`, and the validation pass that
+//! - `check`: the read-only modes, `check` and `preview`, and the validation pass that
 //!   `send` shares with them.
-//! - [`send`]: `send` and `send --dry-run`: decide, validate, confirm, authenticate, act,
+//! - `send`: `send` and `send --dry-run`: decide, validate, confirm, authenticate, act,
 //!   send, summarise.
-//! - [`pipeline`]: where the producer, the dispatcher and the report writer meet.
-//! - [`interact`]: what the user reads and answers: the confirmation, Ctrl-C, announcements,
+//! - `pipeline`: where the producer, the dispatcher and the report writer meet.
+//! - `interact`: what the user reads and answers: the confirmation, Ctrl-C, announcements,
 //!   refusals, aborts and the advice (each an exact command from the plan).
-//! - [`sandbox`]: `wxpush sandbox`.
+//! - `sandbox`: `wxpush sandbox`.
 
 mod check;
 mod interact;
