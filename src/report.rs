@@ -253,6 +253,26 @@ impl Done {
     pub fn has_skipped_row(&self, row: u64) -> bool {
         self.skipped_rows.contains(&row)
     }
+
+    /// Counts one row of the report.
+    pub fn add(&mut self, at: RowRef, status: Status, gave_up: bool) {
+        match status {
+            Status::Skipped => {
+                self.skipped_rows.insert(at.row);
+            }
+            Status::Sent | Status::Failed | Status::Unknown => {
+                self.openids.insert(key(&at.openid));
+            }
+            Status::DryRun => {}
+        }
+        if status == Status::Unknown {
+            self.unknown.push(at);
+        } else if status == Status::Failed && gave_up {
+            self.gave_up.push(at);
+        }
+        self.rows += 1;
+        *self.by_status.entry(status).or_default() += 1;
+    }
 }
 
 /// Which rows [`drop_rows`] removes.
@@ -354,26 +374,11 @@ pub fn read(path: &Path) -> Result<Done, Error> {
         let row: u64 = record[8]
             .parse()
             .map_err(|_| invalid(format!("line {line}: bad row number `{}`", &record[8])))?;
-        let at = || RowRef {
+        let at = RowRef {
             openid: record[0].to_owned(),
             row,
         };
-        match status {
-            Status::Skipped => {
-                done.skipped_rows.insert(row);
-            }
-            Status::Sent | Status::Failed | Status::Unknown => {
-                done.openids.insert(key(&record[0]));
-            }
-            Status::DryRun => {}
-        }
-        if status == Status::Unknown {
-            done.unknown.push(at());
-        } else if status == Status::Failed && outcome::is_gave_up(&record[3]) {
-            done.gave_up.push(at());
-        }
-        done.rows += 1;
-        *done.by_status.entry(status).or_default() += 1;
+        done.add(at, status, outcome::is_gave_up(&record[3]));
     }
     Ok(done)
 }

@@ -388,7 +388,12 @@ pub struct Opened {
 /// Takes the actions of `start` and opens the journal, then the report, for the run. The
 /// journal first: it is the claim on the report (a second run that raced this one to a
 /// fresh start finds it and stops, having touched nothing).
-pub fn apply(start: &Start, report_path: &Path, lock: Option<Lock>) -> Result<Opened, Error> {
+pub fn apply(
+    start: &Start,
+    report_path: &Path,
+    lock: Option<Lock>,
+    now: SystemTime,
+) -> Result<Opened, Error> {
     let journal_path = journal::path_for(report_path);
     let fresh = |lock, set_aside| -> Result<Opened, Error> {
         let journal = Journal::create(&journal_path, lock, &start.header)?;
@@ -400,7 +405,7 @@ pub fn apply(start: &Start, report_path: &Path, lock: Option<Lock>) -> Result<Op
         })
     };
     if start.sets_aside() {
-        let aside = set_aside(report_path, &journal_path)?;
+        let aside = set_aside(report_path, &journal_path, now)?;
         drop(lock);
         return fresh(None, Some(aside));
     }
@@ -452,8 +457,8 @@ fn record_unknown(report_path: &Path, unknown: &[InDoubt]) -> Result<(), Error> 
 
 /// Renames the report (and its journal) to `<stem>.<time>.csv` (with `-2`, `-3`… when that
 /// name is taken) so a fresh one can start. Returns the new report name.
-fn set_aside(report: &Path, journal: &Path) -> Result<PathBuf, Error> {
-    let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+fn set_aside(report: &Path, journal: &Path, now: SystemTime) -> Result<PathBuf, Error> {
+    let stamp = humantime::format_rfc3339_seconds(now)
         .to_string()
         .replace([':', '-'], "")
         .trim_end_matches('Z')
@@ -492,4 +497,286 @@ pub fn fingerprint(c: &Campaign) -> Result<String, Error> {
             source,
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const FP: &str = "fingerprint";
+
+    fn subject(kind: Kind) -> Subject<'static> {
+        Subject {
+            campaign: "c",
+            template_id: "T",
+            kind,
+            api: RunKind::Sandbox,
+            fingerprint: FP,
+            recipients: Path::new("people.csv"),
+        }
+    }
+
+    /// A report of `rows`: (openid, status, gave up).
+    fn report(rows: &[(&str, Status, bool)]) -> Done {
+        let mut done = Done::default();
+        for (i, (openid, status, gave_up)) in rows.iter().enumerate() {
+            let at = RowRef {
+                openid: (*openid).into(),
+                row: i as u64 + 1,
+            };
+            done.add(at, *status, *gave_up);
+        }
+        done
+    }
+
+    fn journal(header: Header, records_sends: bool, in_doubt: &[(&str, Duration)]) -> JournalFound {
+        let now = now();
+        JournalFound {
+            header,
+            records_sends,
+            in_doubt: in_doubt
+                .iter()
+                .enumerate()
+                .map(|(i, (openid, age))| InDoubt {
+                    openid: (*openid).into(),
+                    row: 100 + i as u64,
+                    started: now - *age,
+                })
+                .collect(),
+        }
+    }
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    fn ours() -> Header {
+        Header::new("c", "T", FP.into(), "sandbox")
+    }
+
+    fn flags(f: &str) -> Options {
+        Options {
+            restart: f.contains('R'),
+            resend_unknown: f.contains('U'),
+            retry_failed: f.contains('F'),
+            resume_changed: f.contains('C'),
+        }
+    }
+
+    fn decided(found: Found, kind: Kind, f: &str) -> Result<Start, Refusal> {
+        decide(found, &subject(kind), Path::new("r.csv"), flags(f), now())
+    }
+
+    fn actions(found: Found, f: &str) -> Vec<Action> {
+        decided(found, Kind::Subscribe, f).unwrap().actions
+    }
+
+    fn both(done: Done, j: JournalFound) -> Found {
+        Found {
+            report: Some(done),
+            journal: Some(j),
+        }
+    }
+
+    fn row(openid: &str, row: u64) -> RowRef {
+        RowRef {
+            openid: openid.into(),
+            row,
+        }
+    }
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn fresh_starts_change_nothing_and_restart_sets_aside_only_what_exists() {
+        let s = decided(Found::default(), Kind::Official, "").unwrap();
+        assert_eq!((s.actions, s.previous_rows), (vec![], None));
+        assert_eq!(actions(Found::default(), "R"), []);
+        let sent = || report(&[("a", Status::Sent, false)]);
+        assert_eq!(
+            actions(both(sent(), journal(ours(), true, &[])), "R"),
+            [Action::SetAside]
+        );
+        // A header-only journal without a report: a run that never sent; started over.
+        let only_header = Found {
+            report: None,
+            journal: Some(journal(ours(), false, &[])),
+        };
+        assert_eq!(actions(only_header, ""), []);
+    }
+
+    #[test]
+    fn reports_that_cannot_be_resumed_are_refused_with_their_remedies() {
+        let sent = || report(&[("a", Status::Sent, false)]);
+        let other = |f: fn(&mut Header)| {
+            let mut h = ours();
+            f(&mut h);
+            both(sent(), journal(h, true, &[]))
+        };
+        let cases: Vec<(Found, &str, &[Remedy])> = vec![
+            (
+                Found {
+                    report: None,
+                    journal: Some(journal(ours(), true, &[])),
+                },
+                "journal without report",
+                &[Remedy::Restart],
+            ),
+            (
+                Found {
+                    report: Some(sent()),
+                    journal: None,
+                },
+                "report without journal",
+                &[Remedy::Restart],
+            ),
+            (
+                other(|h| h.campaign = "x".into()),
+                "other campaign",
+                &[Remedy::Restart],
+            ),
+            (
+                other(|h| h.template_id = "X".into()),
+                "other template",
+                &[Remedy::Restart],
+            ),
+            (other(|h| h.api = "wechat".into()), "other api", &[]),
+            (
+                other(|h| h.recipients = "old".into()),
+                "changed list",
+                &[Remedy::ResumeChanged, Remedy::Restart],
+            ),
+        ];
+        for (found, what, remedies) in cases {
+            let refusal = decided(found, Kind::Official, "").unwrap_err();
+            assert_eq!(refusal.remedies(), remedies, "{what}: {refusal}");
+        }
+    }
+
+    #[test]
+    fn a_changed_list_with_its_flag_appends_the_new_header() {
+        let mut old = ours();
+        old.recipients = "old".into();
+        let run_id = old.run_id.clone();
+        let found = both(
+            report(&[("a", Status::Sent, false)]),
+            journal(old, true, &[]),
+        );
+        let s = decided(found, Kind::Official, "C").unwrap();
+        assert_eq!(s.actions, [Action::AppendHeader]);
+        assert_eq!(
+            (s.header.recipients.as_str(), s.header.run_id),
+            (FP, run_id)
+        );
+    }
+
+    #[test]
+    fn sends_in_flight_are_resent_only_under_an_open_client_msg_id_window() {
+        let in_flight = || {
+            both(
+                report(&[("a", Status::Sent, false)]),
+                journal(ours(), true, &[("b", MIN), ("c", 11 * MIN)]),
+            )
+        };
+        // Official: b's window (about 10 minutes) is open, c's is closed.
+        let s = decided(in_flight(), Kind::Official, "").unwrap();
+        assert_eq!(s.resend.len(), 1);
+        assert!(s.resend.contains_key(&key("b")));
+        assert_eq!(s.unknown().len(), 1);
+        assert_eq!(s.unknown()[0].openid, "c");
+        assert!(s.done.has_openid("c") && !s.done.has_openid("b"));
+        // Subscribe: no idempotency key, both are recorded unknown.
+        let s = decided(in_flight(), Kind::Subscribe, "").unwrap();
+        assert!(s.resend.is_empty());
+        assert_eq!(s.unknown().len(), 2);
+        // --resend-unknown: both sent again, deliberately.
+        let s = decided(in_flight(), Kind::Subscribe, "U").unwrap();
+        assert_eq!((s.resend.len(), s.unknown().len()), (2, 0));
+    }
+
+    #[test]
+    fn retry_failed_releases_and_drops_only_the_rows_whose_retries_ran_out() {
+        let rows = || {
+            report(&[
+                ("a", Status::Sent, false),
+                ("b", Status::Failed, true),
+                ("c", Status::Failed, false),
+                ("d", Status::Unknown, false),
+            ])
+        };
+        let s = decided(
+            both(rows(), journal(ours(), true, &[])),
+            Kind::Subscribe,
+            "F",
+        )
+        .unwrap();
+        assert_eq!(
+            s.actions,
+            [
+                Action::Release(vec![row("b", 2)]),
+                Action::DropRows(DropRows {
+                    unknown: false,
+                    gave_up: true
+                })
+            ]
+        );
+        assert_eq!(s.dropped, 1);
+        assert!(!s.done.has_openid("b"), "b is sent again");
+        assert!(
+            s.done.has_openid("c") && s.done.has_openid("d"),
+            "a refusal stays"
+        );
+        // Nothing gave up: nothing to do.
+        let sent = report(&[("a", Status::Sent, false)]);
+        assert_eq!(actions(both(sent, journal(ours(), true, &[])), "F"), []);
+        // Both flags: one drop of both kinds; d's first start is known for its window.
+        let s = decided(
+            both(rows(), journal(ours(), true, &[("d", MIN)])),
+            Kind::Official,
+            "UF",
+        )
+        .unwrap();
+        assert_eq!(s.dropped, 2);
+        assert_eq!(
+            s.actions.last(),
+            Some(&Action::DropRows(DropRows {
+                unknown: true,
+                gave_up: true
+            }))
+        );
+        assert!(s.resend.contains_key(&key("d")));
+    }
+
+    #[test]
+    fn a_restart_never_overwrites_an_archive_of_the_same_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = dir.path().join("r.csv");
+        let journal = dir.path().join("r.journal");
+        let at = now();
+        let mut names = Vec::new();
+        for i in 0..3 {
+            std::fs::write(&report, format!("report {i}")).unwrap();
+            std::fs::write(&journal, format!("journal {i}")).unwrap();
+            names.push(set_aside(&report, &journal, at).unwrap());
+        }
+        let names: Vec<String> = names
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "r.20270115T080000.csv",
+                "r.20270115T080000-2.csv",
+                "r.20270115T080000-3.csv"
+            ]
+        );
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(
+                std::fs::read_to_string(dir.path().join(n)).unwrap(),
+                format!("report {i}")
+            );
+        }
+    }
 }

@@ -33,7 +33,7 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
     let c = &plan.campaign;
     check::warn(c);
     // Held from before the report is read until the run ends: one run per report.
-    let lock = Lock::acquire(&journal::path_for(&plan.report), plan.wait)?;
+    let lock = lock(plan).await?;
     let found = resume::read(&plan.report, lock.as_ref(), plan.resume)?;
     let fingerprint = resume::fingerprint(c)?;
     let subject = Subject {
@@ -76,7 +76,7 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
         .await
         .map_err(|e| interact::aborted(plan, &StopReason::Token(e), None))?;
 
-    let opened = resume::apply(&start, &plan.report, lock)?;
+    let opened = resume::apply(&start, &plan.report, lock, SystemTime::now())?;
     if let Some(aside) = &opened.set_aside {
         println!("restart: the previous report is now {}", aside.display());
     }
@@ -128,6 +128,25 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
     Ok(())
 }
 
+/// The journal's lock, waiting for another run to end if `--wait`.
+async fn lock(plan: &SendPlan) -> Result<Option<Lock>, Error> {
+    let path = journal::path_for(&plan.report);
+    match Lock::acquire(&path, false) {
+        Err(journal::Error::Locked { pid, .. }) if plan.wait => {
+            let holder = pid.map(|p| format!(" (process {p})")).unwrap_or_default();
+            eprintln!(
+                "wxpush: another run{holder} is sending with {}: waiting for it to end",
+                path.display()
+            );
+            tokio::task::spawn_blocking(move || Lock::acquire(&path, true))
+                .await
+                .map_err(|e| Error::Aborted(format!("internal task failed: {e}")))?
+                .map_err(Error::from)
+        }
+        other => Ok(other?),
+    }
+}
+
 /// Every recipient has a row: record what the previous run left unrecorded (in-flight sends,
 /// repeated openids), and say what the report still holds that advice can act on.
 fn nothing_left(
@@ -137,7 +156,7 @@ fn nothing_left(
     lock: Option<Lock>,
 ) -> Result<(), Error> {
     if !start.actions.is_empty() || v.duplicates_to_report > 0 {
-        let mut opened = resume::apply(start, &plan.report, lock)?;
+        let mut opened = resume::apply(start, &plan.report, lock, SystemTime::now())?;
         if v.duplicates_to_report > 0 {
             // A run stopped between a recipient's last row and its repeats.
             pipeline::record_skipped(&plan.campaign, &start.done, &mut opened.report)?;

@@ -286,6 +286,12 @@ impl Sandbox {
         self.shared.lock().next_day();
     }
 
+    /// Turns off `busy_ratio` and `fail_prefixes`: later sends are answered as a healthy
+    /// WeChat would.
+    pub fn heal(&self) {
+        self.shared.lock().heal();
+    }
+
     /// Turns `hold_from` off for good: held answers are sent now (or lost,
     /// if `reset_ratio` picked them) and later requests are not held.
     /// Idempotent.

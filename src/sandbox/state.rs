@@ -20,6 +20,9 @@ use tokio::time::Instant;
 use super::validate::{Endpoint, Reject, SendFields};
 use super::{Knobs, Recorded, Stats};
 
+/// The longest token life the sandbox hands out (a larger `token_ttl` is clamped).
+const MAX_TOKEN_TTL: Duration = Duration::from_secs(365 * 86_400);
+
 /// How long a superseded classic token keeps working (capped by the ttl).
 const CLASSIC_GRACE: Duration = Duration::from_secs(300);
 /// Upper bound of the stable-token renewal window (`min(300 s, ttl/4)`).
@@ -204,8 +207,16 @@ impl State {
         self.daily_used = 0;
     }
 
+    /// Ends the faults that answer for the account or the recipient (busy, per-openid
+    /// failures): WeChat recovered.
+    pub(crate) fn heal(&mut self) {
+        self.knobs.busy_ratio = 0.0;
+        self.knobs.fail_prefixes.clear();
+    }
+
+    /// The token lifetime, at most a year, so that `now + ttl` cannot overflow.
     fn token_ttl(&self) -> Duration {
-        self.knobs.token_ttl
+        self.knobs.token_ttl.min(MAX_TOKEN_TTL)
     }
 
     // ---------------------------------------------------------------- tokens
