@@ -89,6 +89,9 @@ pub fn default_report(c: &Campaign, kind: RunKind) -> PathBuf {
 pub enum Then {
     /// Continue as it was: resume the same report.
     Resume,
+    /// The very command of this run, its one-off flags included: for a run that did
+    /// nothing (it could not ask for confirmation).
+    Again,
     /// `--restart`.
     Restart,
     /// `--resume-changed`.
@@ -126,8 +129,18 @@ impl SendPlan {
         if self.resume.resume_changed || then == Then::ResumeChanged {
             words.push("--resume-changed".into());
         }
+        let again = then == Then::Again;
+        if again && self.resume.restart {
+            words.push("--restart".into());
+        }
+        if again && self.resume.resend_unknown {
+            words.push("--resend-unknown".into());
+        }
+        if again && self.resume.retry_failed {
+            words.push("--retry-failed".into());
+        }
         match then {
-            Then::Resume | Then::ResumeChanged => {}
+            Then::Resume | Then::Again | Then::ResumeChanged => {}
             Then::Restart => words.push("--restart".into()),
             Then::ResendUnknown => words.push("--resend-unknown".into()),
             Then::RetryFailed => words.push("--retry-failed".into()),

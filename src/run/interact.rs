@@ -97,17 +97,17 @@ impl Leftovers {
         let mut s = String::new();
         if self.gave_up > 0 {
             s.push_str(&format!(
-                "  {} recipients failed after their retries ran out (never delivered); to try \
-                 them again: {}\n",
-                thousands(self.gave_up),
+                "  {} failed after the retries ran out (never delivered); to try them again: \
+                 {}\n",
+                recipients(self.gave_up),
                 plan.command(Then::RetryFailed, None)
             ));
         }
         if self.unknown > 0 {
             s.push_str(&format!(
-                "  {} recipients are `unknown` (their message may have been delivered); to send \
-                 them again anyway, at the risk of a second delivery: {}\n",
-                thousands(self.unknown),
+                "  {} `unknown` (the message may have been delivered); to send them again \
+                 anyway, at the risk of a second delivery: {}\n",
+                recipients(self.unknown),
                 plan.command(Then::ResendUnknown, None)
             ));
         }
@@ -115,12 +115,20 @@ impl Leftovers {
     }
 }
 
+/// `1 recipient`, `2 recipients`.
+fn recipients(n: u64) -> String {
+    match n {
+        1 => "1 recipient".to_owned(),
+        n => format!("{} recipients", thousands(n)),
+    }
+}
+
 /// The hint after a run that stopped at its `--limit` with recipients left.
 pub(super) fn limit_reached(plan: &SendPlan, left: u64, used: u64) -> String {
     format!(
-        "  --limit {}: {} recipients left; to continue: {}\n",
+        "  --limit {}: {} left; to continue: {}\n",
         plan.limit.unwrap_or_default(),
-        thousands(left),
+        recipients(left),
         plan.command(Then::Resume, plan.next_limit(used))
     )
 }
@@ -193,10 +201,11 @@ pub(super) fn confirm(plan: &SendPlan, n: u64, base: &str) -> Result<(), Error> 
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
-        return Err(Error::Usage(
-            "refusing to send without confirmation: standard input is not a terminal; pass --yes"
-                .into(),
-        ));
+        return Err(Error::Usage(format!(
+            "refusing to send without confirmation: standard input is not a terminal; to send \
+             without being asked: {} --yes",
+            plan.command(Then::Again, plan.limit)
+        )));
     }
     eprint!("{question} [y/N] ");
     let _ = std::io::stderr().flush();

@@ -3,6 +3,9 @@
 
 mod support;
 
+mod advice;
 mod check;
+mod layout;
 mod resume;
 mod send;
+mod snapshots;

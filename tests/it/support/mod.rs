@@ -52,6 +52,11 @@ impl Sandbox {
         self.get().next_day()
     }
 
+    /// Ends busy answers and per-openid failures (`Sandbox::heal`).
+    pub fn heal(&self) {
+        self.get().heal()
+    }
+
     /// Stops holding requests (`Knobs::hold_from`).
     pub fn release(&self) {
         self.get().release()
@@ -171,6 +176,55 @@ impl Workdir {
         self.cmd(&args).against(sandbox).run()
     }
 
+    /// Runs a command line that wxpush printed as advice, verbatim, in this directory: its
+    /// leading `NAME=value` words are its environment, `wxpush` is this build. Like a user
+    /// who exported the AppSecret, the environment also holds the sandbox's.
+    pub fn run_advice(&self, line: &str) -> Run {
+        self.advised(line, true)
+    }
+
+    /// [`Workdir::run_advice`] with no AppSecret in the environment: only the in-process
+    /// sandbox can send (and nothing can leave this machine).
+    pub fn run_advice_without_secret(&self, line: &str) -> Run {
+        self.advised(line, false)
+    }
+
+    fn advised(&self, line: &str, secret: bool) -> Run {
+        let words = shell_words::split(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        let at = words
+            .iter()
+            .position(|w| !w.contains('=') || w.starts_with('-'))
+            .unwrap_or(words.len());
+        assert_eq!(
+            words.get(at).map(String::as_str),
+            Some("wxpush"),
+            "{line:?}"
+        );
+        let args: Vec<&str> = words[at + 1..].iter().map(String::as_str).collect();
+        let mut cmd = self.cmd(&args);
+        if secret {
+            cmd = cmd.env("WXPUSH_SECRET", SANDBOX_SECRET);
+        }
+        for assignment in &words[..at] {
+            let (k, v) = assignment.split_once('=').unwrap();
+            cmd = cmd.env(k, v);
+        }
+        cmd.run()
+    }
+
+    /// The report files, by name, with their contents.
+    pub fn reports(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
+        let Ok(dir) = std::fs::read_dir(self.path("reports")) else {
+            return Default::default();
+        };
+        dir.map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect()
+    }
+
     /// `wxpush ARGS` in this directory, with a clean environment.
     pub fn cmd(&self, args: &[&str]) -> WxCmd {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wxpush"));
@@ -237,6 +291,10 @@ pub struct Child {
 }
 
 impl Child {
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: the process gets no chance to clean up.
     pub fn kill_9(mut self) {
         self.child.kill().expect("kill -9");
@@ -289,6 +347,14 @@ pub struct Run {
 }
 
 impl Run {
+    /// The run as a snapshot shows it: exit code, stdout, stderr (like uv's).
+    pub fn snapshot_text(&self) -> String {
+        format!(
+            "exit_code: {}\n----- stdout -----\n{}----- stderr -----\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
     /// Asserts the exit code, printing everything on a mismatch.
     pub fn expect(self, code: i32) -> Self {
         assert_eq!(
@@ -297,6 +363,25 @@ impl Run {
             self.command, self.stdout, self.stderr
         );
         self
+    }
+
+    /// The command wxpush advised after `label` (e.g. `"resume with: "`), from stdout or
+    /// stderr; `None` if it advised none.
+    pub fn advice(&self, label: &str) -> Option<String> {
+        self.stdout
+            .lines()
+            .chain(self.stderr.lines())
+            .find_map(|l| l.split_once(label).map(|(_, cmd)| cmd.trim().to_owned()))
+    }
+
+    /// Like [`Run::advice`], but the advice must be there.
+    pub fn expect_advice(&self, label: &str) -> String {
+        self.advice(label).unwrap_or_else(|| {
+            panic!(
+                "no {label:?} advice\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     pub fn stderr_has(self, needle: &str) -> Self {
@@ -382,4 +467,31 @@ pub fn send_all(knobs: Knobs, n: usize, extra_yaml: &str) -> (Workdir, Sandbox, 
         .expect(0);
     assert_all_sent_once(&w, &sb, n, "reports/gen.sandbox.csv");
     (w, sb, run)
+}
+
+/// What changes from run to run in wxpush's output, masked for snapshots.
+pub const SNAPSHOT_FILTERS: &[(&str, &str)] = &[
+    (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
+    (r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]"),
+    (r"took \d+\.\d s", "took [TIME]"),
+    (r", [\d.]+ msgs/s \(limit \d+/s\)", ""),
+    (r"rid: [0-9a-f-]+", "rid: [RID]"),
+    (r"process \d+", "process [PID]"),
+    (r"\d{8}T\d{6}(-\d+)?", "[STAMP]"),
+];
+
+/// Snapshots a [`Run`]'s exit code, stdout and stderr, with [`SNAPSHOT_FILTERS`].
+#[macro_export]
+macro_rules! wx_snapshot {
+    (text: $name:expr, $text:expr) => {{
+        let mut settings = insta::Settings::clone_current();
+        for (re, with) in $crate::support::SNAPSHOT_FILTERS {
+            settings.add_filter(re, *with);
+        }
+        settings.set_prepend_module_to_snapshot(false);
+        settings.bind(|| insta::assert_snapshot!($name, $text));
+    }};
+    ($name:expr, $run:expr) => {
+        $crate::wx_snapshot!(text: $name, $run.snapshot_text())
+    };
 }

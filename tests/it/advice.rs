@@ -1,0 +1,334 @@
+//! Exactly once in everyday use: declining, refusing, two terminals, and every piece of
+//! advice wxpush prints, run verbatim. Each test counts deliveries per openid at the sandbox.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::support::*;
+
+const REPORT: &str = "reports/gen.sandbox.csv";
+/// Labels of the advice lines.
+const RESUME: &str = "resume with: ";
+const CONTINUE: &str = "to continue: ";
+const RETRY: &str = "to try them again: ";
+const RESEND: &str = "to send them again anyway, at the risk of a second delivery: ";
+
+/// A campaign of `n` fully sent to `sb`.
+fn sent(n: usize, extra_yaml: &str) -> (Workdir, Sandbox) {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    generated(&w, n, &format!("rate: 1000\n{extra_yaml}"));
+    w.send(&sb, &[]).expect(0);
+    (w, sb)
+}
+
+/// Answers `answer` at the confirmation prompt of `wxpush ARGS`, on a terminal (`script`
+/// gives it one), against `sb`.
+fn answer_on_a_terminal(w: &Workdir, sb: &Sandbox, args: &[&str], answer: &str) -> i32 {
+    let mut line = vec![env!("CARGO_BIN_EXE_wxpush")];
+    line.extend_from_slice(args);
+    let mut child = Command::new("script")
+        .args(["-qec", &shell_words::join(line), "/dev/null"])
+        .current_dir(w.path(""))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("WXPUSH_API_BASE", sb.url())
+        .env("WXPUSH_SECRET", SANDBOX_SECRET)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("script runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("[y/N]"), "no question asked: {shown}");
+    out.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn a_declined_or_refused_restart_changes_nothing() {
+    let (w, sb) = sent(30, "");
+    let before = w.reports();
+    assert_eq!(before.len(), 2, "report and journal: {:?}", before.keys());
+    // Declined at the prompt.
+    assert_eq!(
+        answer_on_a_terminal(&w, &sb, &["send", "c.yaml", "--restart"], "n\n"),
+        2
+    );
+    assert_eq!(w.reports(), before, "declined");
+    // No terminal to ask on: the advice is the same command, one-off flag included.
+    let unasked = w
+        .cmd(&["send", "c.yaml", "--restart"])
+        .against(&sb)
+        .run()
+        .expect(2);
+    assert!(
+        unasked
+            .expect_advice("without being asked: ")
+            .ends_with(" wxpush send c.yaml --restart --yes"),
+        "{}",
+        unasked.stderr
+    );
+    assert_eq!(w.reports(), before, "no terminal");
+    // No AppSecret.
+    w.cmd(&["send", "c.yaml", "--restart", "--yes"])
+        .env("WXPUSH_API_BASE", &sb.url())
+        .run()
+        .expect(2)
+        .stderr_has("WXPUSH_SECRET is not set");
+    assert_eq!(w.reports(), before, "no secret");
+    // A wrong AppSecret: refused at the token, before anything changes.
+    let wrong = w
+        .cmd(&["send", "c.yaml", "--restart", "--yes"])
+        .env("WXPUSH_API_BASE", &sb.url())
+        .env("WXPUSH_SECRET", "wrong")
+        .run()
+        .expect(1)
+        .stderr_has("40125");
+    assert_eq!(w.reports(), before, "wrong secret");
+    // An invalid row.
+    let csv = w.read("people.csv");
+    w.write("people.csv", format!("{csv}o_long,{}\n", "长".repeat(30)));
+    w.send(&sb, &["--restart"])
+        .expect(2)
+        .stderr_has("allows at most 20");
+    assert_eq!(w.reports(), before, "invalid row");
+    w.write("people.csv", csv);
+    // The advice of the wrong-secret run, followed with the right secret: nothing to send.
+    w.run_advice(&wrong.expect_advice(RESUME))
+        .expect(0)
+        .stdout_has("nothing left to send");
+    assert_all_sent_once(&w, &sb, 30, REPORT);
+}
+
+#[test]
+fn a_second_run_of_a_report_refuses_at_once_or_waits_for_the_first() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        hold_from: Some(11),
+        ..Knobs::default()
+    });
+    generated(&w, 40, "rate: 1000\nconcurrency: 4\ntarget: mini\n");
+    let first = w.cmd(&["send", "c.yaml", "--yes"]).against(&sb).spawn();
+    sb.wait_for_held(4);
+    let holder = format!("another wxpush run (process {})", first.id());
+    for extra in [
+        &[][..],
+        &["--restart"],
+        &["--retry-failed", "--resend-unknown"],
+    ] {
+        w.send(&sb, extra)
+            .expect(1)
+            .stderr_has(&holder)
+            .stderr_has("pass --wait");
+    }
+    let mut waiting = w
+        .cmd(&["send", "c.yaml", "--yes", "--wait"])
+        .against(&sb)
+        .spawn();
+    assert!(waiting.wait_for_stderr("waiting for it to end"));
+    sb.release();
+    first.wait().expect(0);
+    waiting.wait().expect(0).stdout_has("nothing left to send");
+    assert_all_sent_once(&w, &sb, 40, REPORT);
+}
+
+#[test]
+fn the_resume_hint_keeps_the_report_and_the_api() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        daily_quota: Some(10),
+        ..Knobs::default()
+    });
+    generated(&w, 30, "rate: 1000\ntarget: mini\n");
+    let mut run = w
+        .cmd(&["send", "c.yaml", "--yes", "--report", "out/custom.csv"])
+        .against(&sb)
+        .run()
+        .expect(1);
+    let mut days = 1;
+    while run.code == 1 {
+        sb.next_day();
+        days += 1;
+        let advice = run.expect_advice(RESUME);
+        assert!(advice.contains("--report out/custom.csv"), "{advice}");
+        run = w.run_advice(&advice);
+        assert!(days <= 4, "never finished: {}", run.stderr);
+    }
+    run.expect(0);
+    let by_status = assert_exactly_once(&w, &sb, 30, "out/custom.csv");
+    assert_eq!(by_status["sent"], 30);
+    assert!(w.reports().is_empty(), "nothing in the default report");
+}
+
+#[test]
+fn the_limit_hint_of_an_in_process_sandbox_run_stays_in_the_sandbox() {
+    let w = Workdir::new();
+    generated(&w, 30, "rate: 1000\n");
+    // No API base and no AppSecret: only --sandbox can send.
+    let mut run = w
+        .cmd(&["send", "c.yaml", "--sandbox", "--limit", "12", "--yes"])
+        .run()
+        .expect(0);
+    let mut runs = 1;
+    while let Some(advice) = run.advice(CONTINUE) {
+        assert!(advice.contains("--sandbox --limit 12"), "{advice}");
+        run = w.run_advice_without_secret(&advice).expect(0);
+        runs += 1;
+    }
+    assert_eq!(runs, 3);
+    let rows = w.report(REPORT);
+    assert_eq!(rows.len(), 30);
+    let mut openids: Vec<&str> = rows.iter().map(|r| r["openid"].as_str()).collect();
+    openids.sort();
+    openids.dedup();
+    assert_eq!(openids.len(), 30, "one row per recipient");
+    assert!(rows.iter().all(|r| r["status"] == "sent"));
+}
+
+#[test]
+fn after_restart_with_a_limit_the_hint_continues_instead_of_restarting() {
+    let (w, first) = sent(20, "");
+    drop(first);
+    // A second sandbox counts the restarted campaign alone.
+    let sb = Sandbox::start(Knobs::default());
+    let mut run = w.send(&sb, &["--restart", "--limit", "8"]).expect(0);
+    while let Some(advice) = run.advice(CONTINUE) {
+        assert!(!advice.contains("--restart"), "{advice}");
+        run = w.run_advice(&advice).expect(0);
+    }
+    assert_all_sent_once(&w, &sb, 20, REPORT);
+    let archived: Vec<_> = w
+        .reports()
+        .into_keys()
+        .filter(|n| n.ends_with(".csv") && n != "gen.sandbox.csv")
+        .collect();
+    assert_eq!(archived.len(), 1, "{archived:?}");
+    assert_eq!(w.report(&format!("reports/{}", archived[0])).len(), 20);
+}
+
+/// Moves every send the journal records `minutes` into the past.
+fn age_journal(w: &Workdir, minutes: u64) {
+    let path = "reports/gen.sandbox.journal";
+    let aged: String = w
+        .read(path)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            match f[..] {
+                [openid, row, at] if at.parse::<u64>().is_ok() => {
+                    let at = at.parse::<u64>().unwrap() - minutes * 60_000;
+                    format!("{openid}\t{row}\t{at}\n")
+                }
+                _ => format!("{l}\n"),
+            }
+        })
+        .collect();
+    w.write(path, aged);
+}
+
+#[test]
+fn retry_failed_sends_the_given_up_again_for_every_kind_and_age() {
+    for (target, minutes) in [("target: mini\n", 0), ("", 11)] {
+        let w = Workdir::new();
+        let sb = Sandbox::start(Knobs {
+            fail_prefixes: vec![("o_test_0000".into(), -1)],
+            ..Knobs::default()
+        });
+        generated(&w, 20, &format!("rate: 1000\nconcurrency: 16\n{target}"));
+        let run = w.send(&sb, &[]).expect(0);
+        let advice = run.expect_advice(RETRY);
+        assert_eq!(
+            (
+                sb.stats().accepted,
+                run.stdout
+                    .contains("9 recipients failed after the retries ran out")
+            ),
+            (11, true),
+            "{}",
+            run.stdout
+        );
+        age_journal(&w, minutes);
+        sb.heal();
+        w.run_advice(&advice)
+            .expect(0)
+            .stdout_has("9 recipients recorded `failed` after their last retry will be sent again");
+        let by_status = assert_exactly_once(&w, &sb, 20, REPORT);
+        assert_eq!(
+            by_status["sent"], 20,
+            "{target} {minutes} min: {by_status:?}"
+        );
+    }
+}
+
+#[test]
+fn the_unknown_hint_resends_exactly_the_unknown_ones() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        reset_ratio: 0.2,
+        seed: 5,
+        ..Knobs::default()
+    });
+    generated(&w, 40, "rate: 1000\ntarget: mini\n");
+    let run = w.send(&sb, &[]).expect(0);
+    let unknown = w
+        .report(REPORT)
+        .into_iter()
+        .filter(|r| r["status"] == "unknown")
+        .count();
+    assert!(unknown > 0, "the seed loses some answers");
+    let advice = run.expect_advice(RESEND);
+    // Re-running the plain command says so again, and sends nothing.
+    let again = w.send(&sb, &[]).expect(0);
+    assert_eq!(again.expect_advice(RESEND), advice);
+    sb.heal();
+    let before = sb.stats().send_requests;
+    w.run_advice(&advice).expect(0);
+    let s = sb.stats();
+    // The user asked for these repeats: the sandbox had delivered every lost answer.
+    assert_eq!(s.send_requests - before, unknown as u64, "{s:?}");
+    assert_eq!(s.duplicate_deliveries, unknown as u64, "{s:?}");
+}
+
+#[test]
+fn restarts_in_the_same_second_keep_every_archive() {
+    let (w, sb) = sent(5, "");
+    for _ in 0..3 {
+        w.send(&sb, &["--restart", "--limit", "1"]).expect(0);
+    }
+    let mut rows: Vec<usize> = w
+        .reports()
+        .into_keys()
+        .filter(|n| n.ends_with(".csv") && n != "gen.sandbox.csv")
+        .map(|n| w.report(&format!("reports/{n}")).len())
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [1, 1, 5],
+        "every archive kept, whatever the clock did"
+    );
+}
+
+#[test]
+fn an_absurd_concurrency_is_refused_and_a_huge_token_life_is_clamped() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        token_ttl: std::time::Duration::from_secs(u64::MAX / 2),
+        ..Knobs::default()
+    });
+    generated(&w, 3, "concurrency: 1073741824\n");
+    w.send(&sb, &[])
+        .expect(2)
+        .stderr_has("c.yaml:")
+        .stderr_has("`concurrency`: must be between 1 and 1024");
+    sb.expect_no_requests();
+    generated(&w, 3, "concurrency: 1024\n");
+    w.send(&sb, &[]).expect(0);
+    assert_all_sent_once(&w, &sb, 3, REPORT);
+}
