@@ -90,7 +90,7 @@ pub enum Error {
     #[error("journal {}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
     /// Another run holds the journal's lock.
-    #[error("another wxpush run{} is sending with {} right now; wait for it to end, or pass --wait to start when it does", holder(*pid), path.display())]
+    #[error("another wxpush run{} is sending with {} right now", holder(*pid), path.display())]
     Locked { path: PathBuf, pid: Option<u32> },
     /// Another run created the journal after this one decided to start it.
     #[error("another wxpush run{} started {} while this one was getting ready; nothing was sent", holder(*pid), path.display())]

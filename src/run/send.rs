@@ -18,7 +18,7 @@ use crate::Error;
 use crate::dispatch::{Settings, Stop, StopReason};
 use crate::journal::{self, Header, Lock};
 use crate::outcome::Status;
-use crate::plan::{Api, SendPlan};
+use crate::plan::{Api, SendPlan, Then};
 use crate::progress::{self, Facts};
 use crate::report;
 use crate::resume::{self, Start, Subject};
@@ -143,6 +143,10 @@ async fn lock(plan: &SendPlan) -> Result<Option<Lock>, Error> {
                 .map_err(|e| Error::Aborted(format!("internal task failed: {e}")))?
                 .map_err(Error::from)
         }
+        Err(e @ journal::Error::Locked { .. }) => Err(Error::Aborted(format!(
+            "{e}; to start as soon as it ends: {} --wait",
+            plan.command(Then::Again, plan.limit)
+        ))),
         other => Ok(other?),
     }
 }

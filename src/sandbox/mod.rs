@@ -286,6 +286,11 @@ impl Sandbox {
         self.shared.lock().next_day();
     }
 
+    /// Sets `busy_ratio` from now on (WeChat got busy).
+    pub fn set_busy(&self, ratio: f64) {
+        self.shared.lock().set_busy(ratio);
+    }
+
     /// Turns off `busy_ratio` and `fail_prefixes`: later sends are answered as a healthy
     /// WeChat would.
     pub fn heal(&self) {

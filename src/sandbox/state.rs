@@ -214,6 +214,10 @@ impl State {
         self.knobs.fail_prefixes.clear();
     }
 
+    pub(crate) fn set_busy(&mut self, ratio: f64) {
+        self.knobs.busy_ratio = ratio;
+    }
+
     /// The token lifetime, at most a year, so that `now + ttl` cannot overflow.
     fn token_ttl(&self) -> Duration {
         self.knobs.token_ttl.min(MAX_TOKEN_TTL)

@@ -125,7 +125,7 @@ fn a_second_run_of_a_report_refuses_at_once_or_waits_for_the_first() {
         w.send(&sb, extra)
             .expect(1)
             .stderr_has(&holder)
-            .stderr_has("pass --wait");
+            .stderr_has("to start as soon as it ends: ");
     }
     let mut waiting = w
         .cmd(&["send", "c.yaml", "--yes", "--wait"])
@@ -293,6 +293,34 @@ fn the_unknown_hint_resends_exactly_the_unknown_ones() {
     // The user asked for these repeats: the sandbox had delivered every lost answer.
     assert_eq!(s.send_requests - before, unknown as u64, "{s:?}");
     assert_eq!(s.duplicate_deliveries, unknown as u64, "{s:?}");
+}
+
+#[test]
+fn a_lost_answer_stays_in_doubt_when_later_retries_are_refused() {
+    let w = Workdir::new();
+    // The first request is delivered but its answer is lost; WeChat is busy after that.
+    let sb = Sandbox::start(Knobs {
+        reset_ratio: 1.0,
+        hold_from: Some(1),
+        ..Knobs::default()
+    });
+    generated(&w, 1, "rate: 1000\n");
+    let child = w.cmd(&["send", "c.yaml", "--yes"]).against(&sb).spawn();
+    sb.wait_for_held(1);
+    sb.set_busy(1.0);
+    sb.release();
+    let run = child.wait().expect(0);
+    let rows = w.report(REPORT);
+    assert_eq!(rows[0]["status"], "unknown", "{}", run.stdout);
+    assert_eq!(sb.stats().accepted, 1);
+    // So --retry-failed has nothing to resend; only an explicit --resend-unknown would.
+    sb.heal();
+    assert!(run.advice(RETRY).is_none(), "{}", run.stdout);
+    w.send(&sb, &["--retry-failed"])
+        .expect(0)
+        .stdout_has("nothing left to send");
+    assert_eq!(sb.stats().duplicate_deliveries, 0);
+    assert!(run.advice(RESEND).is_some(), "{}", run.stdout);
 }
 
 #[test]

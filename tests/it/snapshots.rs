@@ -95,6 +95,23 @@ fn aborts() {
 }
 
 #[test]
+fn an_interrupted_run() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        hold_from: Some(11),
+        ..Knobs::default()
+    });
+    generated(&w, 40, "rate: 1000\nconcurrency: 4\ntarget: mini\n");
+    let mut child = w.cmd(&["send", "c.yaml", "--yes"]).against(&sb).spawn();
+    sb.wait_for_held(4);
+    child.interrupt();
+    assert!(child.wait_for_stderr("Ctrl-C again"));
+    sb.release();
+    // 10 answered, then the 4 held ones: nothing else leaves after Ctrl-C.
+    wx_snapshot!("abort_interrupted", child.wait().expect(1));
+}
+
+#[test]
 fn refusals() {
     let w = Workdir::new();
     let sb = Sandbox::start(Knobs::default());

@@ -52,6 +52,11 @@ impl Sandbox {
         self.get().next_day()
     }
 
+    /// Answers this fraction of later sends -1 "system busy".
+    pub fn set_busy(&self, ratio: f64) {
+        self.get().set_busy(ratio)
+    }
+
     /// Ends busy answers and per-openid failures (`Sandbox::heal`).
     pub fn heal(&self) {
         self.get().heal()
