@@ -17,11 +17,16 @@ pub fn open(path: &Path) -> io::Result<File> {
 
 /// If the file does not end with a newline, drops the partial last line.
 pub fn cut_partial_line(file: &mut File) -> io::Result<()> {
-    let len = file.metadata()?.len();
-    if len == 0 {
-        return Ok(());
+    let end = whole_lines_len(file)?;
+    if end != file.metadata()?.len() {
+        file.set_len(end)?;
     }
-    let mut pos = len;
+    Ok(())
+}
+
+/// The length of the file's whole lines: up to and including its last newline.
+pub fn whole_lines_len(file: &mut File) -> io::Result<u64> {
+    let mut pos = file.metadata()?.len();
     let mut buf = [0u8; 4096];
     while pos > 0 {
         let n = (pos as usize).min(buf.len());
@@ -29,14 +34,10 @@ pub fn cut_partial_line(file: &mut File) -> io::Result<()> {
         file.seek(SeekFrom::Start(pos))?;
         file.read_exact(&mut buf[..n])?;
         if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
-            let end = pos + i as u64 + 1;
-            if end != len {
-                file.set_len(end)?;
-            }
-            return Ok(());
+            return Ok(pos + i as u64 + 1);
         }
     }
-    file.set_len(0)
+    Ok(0)
 }
 
 /// Sync to disk at least this often while lines arrive: a power cut loses at most about a

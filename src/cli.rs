@@ -341,6 +341,31 @@ mod tests {
     }
 
     #[test]
+    fn advice_never_pairs_flags_that_clap_refuses_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = plan(
+            dir.path(),
+            &["--sandbox", "--resume-changed", "--retry-failed"],
+        );
+        for then in [
+            Then::Resume,
+            Then::Again,
+            Then::Restart,
+            Then::ResendUnknown,
+        ] {
+            let line = p.command(then, None);
+            let words = shell_words::split(&line).unwrap();
+            assert!(
+                parse(&words[1..].iter().map(String::as_str).collect::<Vec<_>>()).is_ok(),
+                "{line}"
+            );
+        }
+        assert!(!p.command(Then::Restart, None).contains("--resume-changed"));
+        assert!(p.command(Then::Again, None).contains("--retry-failed"));
+        assert!(!p.command(Then::Resume, None).contains("--retry-failed"));
+    }
+
+    #[test]
     fn the_default_report_depends_on_where_the_run_sends() {
         let dir = tempfile::tempdir().unwrap();
         let p = plan(dir.path(), &["--sandbox"]);

@@ -359,6 +359,14 @@ async fn attempt<T: Transport>(
                 return None;
             }
         };
+        let window_closed = dedup_until.is_none_or(|until| SystemTime::now() >= until);
+        if state.count == 0 && msg.only_in_window && window_closed {
+            let why = "in flight when a previous run stopped, and its client_msg_id window \
+                       closed before it could be sent again: may or may not have been delivered";
+            let mut o = Outcome::unsent(msg.row, msg.openid.clone(), Status::Unknown, why.into());
+            o.sent_at = msg.first_started;
+            return Some((o, false));
+        }
         if state.count == 0
             && let Err(e) = ctx.ledger.started(&msg.openid, msg.row)
         {
@@ -739,10 +747,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_stop_after_a_lost_answer_does_not_release_the_message() {
-        // o1: lost, then busy; o2's fatal answer (once o1 was tried) stops the run while o1
-        // waits to retry.
-        let o1_tried = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let seen = o1_tried.clone();
+        // o1: lost, then "too often, wait a minute"; o2 waits a minute too, and then its
+        // fatal answer stops the run while o1 waits: o1's first request may have been
+        // delivered, so it must not be released for the next run to send.
+        let o1_tries = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let tries = o1_tries.clone();
         let ran = run_script(
             ["o1", "o2"].map(|o| message(o, true)).to_vec(),
             1,
@@ -750,23 +759,43 @@ mod tests {
                 use std::sync::atomic::Ordering::SeqCst;
                 match (openid, nth) {
                     ("o1", 1) => {
-                        seen.store(true, SeqCst);
+                        tries.store(1, SeqCst);
                         Err(SendError::Ambiguous("connection reset".into()))
                     }
-                    ("o1", _) => code(-1),
-                    _ if seen.load(SeqCst) => code(40037),
-                    _ => code(-1),
+                    ("o1", n) => {
+                        tries.store(n, SeqCst);
+                        code(43117)
+                    }
+                    _ if tries.load(SeqCst) >= 2 => code(40037),
+                    _ => code(43117),
                 }
             },
         )
         .await;
         assert!(ran.outcomes.is_empty());
+        assert_eq!(o1_tries.load(std::sync::atomic::Ordering::SeqCst), 2);
         assert!(ran.ledger.contains(&"o1\t1\tstarted".to_owned()));
         assert!(
             !ran.ledger.contains(&"o1\t1\treleased".to_owned()),
             "{:?}",
             ran.ledger
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resend_whose_window_closed_meanwhile_is_not_sent() {
+        let mut late = message("o1", true);
+        late.first_started = Some(SystemTime::now() - DEDUP_WINDOW);
+        late.only_in_window = true;
+        let mut asked = message("o2", true);
+        asked.first_started = late.first_started;
+        let ran = run_script(vec![late, asked], 1, |_, _| code(0)).await;
+        assert_eq!(ran.outcomes[0].status, Status::Unknown);
+        assert_eq!(ran.outcomes[0].attempts, 0);
+        // o2 was asked for (--resend-unknown): sent whatever the window.
+        assert_eq!(ran.outcomes[1].status, Status::Sent);
+        assert_eq!(ran.calls.len(), 1);
+        assert_eq!(ran.ledger, ["o2\t1\tstarted"]);
     }
 
     #[tokio::test(start_paused = true)]

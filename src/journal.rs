@@ -9,10 +9,13 @@
 //! exception: re-sending it is safe). The first line is a JSON header that ties the journal,
 //! and so the report, to one campaign, one recipient list and one run id.
 //!
-//! A run holds an exclusive OS lock ([`Lock`], `flock` on Unix) on the journal from before
-//! it reads the report until it ends, so a second run of the same report refuses at once
-//! instead of taking the first one's live sends for a dead run's. The OS drops the lock
-//! when the holder dies (kill -9, power cut): a crash never leaves a stale lock behind.
+//! A run holds an exclusive OS lock ([`Lock`], `flock` on Unix) on the journal while it
+//! sends, so a second run of the same report refuses at once instead of taking the first
+//! one's live sends for a dead run's. A run resuming a report takes the lock before it reads
+//! the report; a run starting one (fresh, or after `--restart`) claims it when it creates the
+//! journal, which appears already locked, and a run that raced it to the same fresh start
+//! finds it taken and stops before touching anything ([`Error::Claimed`]). The OS drops the
+//! lock when the holder dies (kill -9, power cut): a crash never leaves a stale lock behind.
 //!
 //! Lines are written with one `write` each (a killed process loses nothing written) and
 //! synced to disk in groups ([`appendfile::GroupSync`]).
@@ -109,7 +112,7 @@ fn io_at(path: &Path) -> impl Fn(io::Error) -> Error + '_ {
 }
 
 /// The exclusive lock on an existing journal, held from before its report is read until
-/// the run ends.
+/// the run ends (or until `--restart` sets the journal aside and claims a new one).
 #[derive(Debug)]
 pub struct Lock {
     path: PathBuf,
@@ -119,32 +122,61 @@ pub struct Lock {
 impl Lock {
     /// Locks the journal at `path`; `None` if there is none. Another run holding it is
     /// [`Error::Locked`], unless `wait`, which blocks until that run ends.
+    ///
+    /// The lock is on the file, the path is what runs share: a journal renamed while this
+    /// run waited (another run's `--restart`) is not the journal any more, so the lock is
+    /// taken again on whatever the path now names.
     pub fn acquire(path: &Path, wait: bool) -> Result<Option<Lock>, Error> {
-        let file = match OpenOptions::new().read(true).write(true).open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_at(path)(e)),
-        };
-        let locked = if wait {
-            file.lock().map_err(TryLockError::Error)
-        } else {
-            file.try_lock()
-        };
-        match locked {
-            Ok(()) => Ok(Some(Lock {
-                path: path.to_owned(),
-                file,
-            })),
-            Err(TryLockError::WouldBlock) => Err(Error::Locked {
-                path: path.to_owned(),
-                pid: lock_holder(&file),
-            }),
-            Err(TryLockError::Error(e)) => Err(io_at(path)(e)),
+        loop {
+            let file = match OpenOptions::new().read(true).write(true).open(path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_at(path)(e)),
+            };
+            let locked = if wait {
+                file.lock().map_err(TryLockError::Error)
+            } else {
+                file.try_lock()
+            };
+            match locked {
+                Ok(()) if same_file(&file, path) => {
+                    return Ok(Some(Lock {
+                        path: path.to_owned(),
+                        file,
+                    }));
+                }
+                // Renamed or replaced while this run waited: look again.
+                Ok(()) => continue,
+                Err(TryLockError::WouldBlock) => {
+                    return Err(Error::Locked {
+                        path: path.to_owned(),
+                        pid: lock_holder(&file),
+                    });
+                }
+                Err(TryLockError::Error(e)) => return Err(io_at(path)(e)),
+            }
         }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Whether `path` still names the open `file`.
+fn same_file(file: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
     }
 }
 
@@ -279,7 +311,9 @@ pub fn in_doubt(path: &Path, has_outcome: impl Fn(&str) -> bool) -> Result<Vec<I
         }
         // The first start counts: the client_msg_id window opened then.
         let entry = doubt.entry(key(openid)).or_insert_with(|| {
-            let started = UNIX_EPOCH + Duration::from_millis(at);
+            // A start in the future is a damaged line (or a clock set back): counted as
+            // now, so the window and the report's time stay sane.
+            let started = (UNIX_EPOCH + Duration::from_millis(at)).min(SystemTime::now());
             (
                 InDoubt {
                     openid: openid.to_owned(),
@@ -312,36 +346,50 @@ struct Inner {
 impl Journal {
     /// Starts a journal with `header`: over the locked `lock` (a journal that records no
     /// send), or as a new file at `path`, which fails with [`Error::Claimed`] if another run
-    /// created one since this run looked.
+    /// created one since this run looked. A new journal appears at `path` whole and already
+    /// locked: it is written and locked under a temporary name, then linked into place.
     pub fn create(path: &Path, lock: Option<Lock>, header: &Header) -> Result<Self, Error> {
         let io_err = io_at(path);
-        let mut file = match lock {
+        let line = header_line(path, header)?;
+        let file = match lock {
             Some(lock) => {
-                lock.file.set_len(0).map_err(&io_err)?;
-                lock.file
+                let mut file = lock.file;
+                file.set_len(0)
+                    .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
+                    .and_then(|()| file.write_all(line.as_bytes()))
+                    .and_then(|()| file.sync_data())
+                    .map_err(&io_err)?;
+                file
             }
             None => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(&io_err)?;
                 }
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .open(path)
-                    .map_err(|e| claimed(path, e))?;
-                file.try_lock().map_err(|_| Error::Claimed {
-                    path: path.to_owned(),
-                    pid: lock_holder(&file),
-                })?;
-                file
+                let tmp = path.with_extension(format!("journal.{}.tmp", std::process::id()));
+                // A leftover of a crashed run that had this process id.
+                let _ = std::fs::remove_file(&tmp);
+                let made = Self::make_locked(&tmp, &line).and_then(|file| {
+                    std::fs::hard_link(&tmp, path)?;
+                    Ok(file)
+                });
+                let _ = std::fs::remove_file(&tmp);
+                made.map_err(|e| claimed(path, e))?
             }
         };
-        file.seek(SeekFrom::Start(0)).map_err(&io_err)?;
-        file.write_all(header_line(path, header)?.as_bytes())
-            .and_then(|()| file.sync_data())
-            .map_err(&io_err)?;
         Ok(Journal::over(path, file))
+    }
+
+    /// A new file at `path` holding `line`, locked and synced.
+    fn make_locked(path: &Path, line: &str) -> io::Result<File> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        file.try_lock().map_err(io::Error::other)?;
+        file.write_all(line.as_bytes())?;
+        file.sync_data()?;
+        Ok(file)
     }
 
     /// Continues the locked journal, first cutting a partial last line. A `changed` header
@@ -472,6 +520,13 @@ mod tests {
             .collect();
         assert_eq!(doubt, ["o_1", "o_2", "o_4"]);
 
+        // A start dated in the year 10000 (a damaged line) counts as now.
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("o_6\t6\t253402300800000\n");
+        std::fs::write(&path, text).unwrap();
+        let late = in_doubt(&path, |o| o != "o_6").unwrap();
+        assert!(late[0].started <= SystemTime::now());
+
         // A changed header is appended and is then the one in force.
         let changed = Header {
             recipients: "def".into(),
@@ -479,7 +534,7 @@ mod tests {
         };
         drop(Journal::append(lock(), Some(&changed)).unwrap());
         assert_eq!(self::header(&path).unwrap(), changed);
-        assert_eq!(in_doubt(&path, |_| false).unwrap().len(), 3);
+        assert_eq!(in_doubt(&path, |_| false).unwrap().len(), 4);
     }
 
     #[test]

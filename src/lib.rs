@@ -94,7 +94,12 @@ impl Error {
             | Error::Rows(..)
             | Error::Usage(_) => 2,
             Error::Report(report::Error::Invalid { .. }) => 2,
-            Error::Resume(resume::Error::Refused(_) | resume::Error::Recipients(_)) => 2,
+            Error::Resume(
+                resume::Error::Refused(_)
+                | resume::Error::Recipients(_)
+                | resume::Error::Report(report::Error::Invalid { .. })
+                | resume::Error::Journal(journal::Error::Invalid { .. }),
+            ) => 2,
             Error::Refused(_) => 2,
             Error::Resume(_)
             | Error::Journal(_)

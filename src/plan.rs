@@ -126,7 +126,8 @@ impl SendPlan {
         if let Some(n) = limit {
             words.extend(["--limit".into(), n.to_string().into()]);
         }
-        if self.resume.resume_changed || then == Then::ResumeChanged {
+        // --restart starts over: a changed list is nothing to resume (and clap refuses both).
+        if (self.resume.resume_changed && then != Then::Restart) || then == Then::ResumeChanged {
             words.push("--resume-changed".into());
         }
         let again = then == Then::Again;

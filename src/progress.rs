@@ -159,8 +159,9 @@ pub fn summary(tally: &Tally, facts: &Facts<'_>) -> String {
         // Under a second, a rate says more about the burst allowance than about the pace.
         if secs >= 1.0 {
             let rate = tally.count(Status::Sent) as f64 / secs;
-            let _ = write!(s, ", {rate:.1} msgs/s (limit {}/s)", facts.rate_limit);
+            let _ = write!(s, ", {rate:.1} msgs/s");
         }
+        let _ = write!(s, " (limit {}/s)", facts.rate_limit);
     }
     let _ = writeln!(s);
     let _ = writeln!(s, "  report: {}", facts.report.display());

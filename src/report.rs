@@ -334,6 +334,13 @@ pub fn drop_rows(path: &Path, which: DropRows) -> Result<u64, Error> {
     Ok(dropped)
 }
 
+/// Whether the file at `path` is a dry-run report (its header has the payload column).
+pub fn is_dry_run(path: &Path) -> bool {
+    csv::Reader::from_path(path)
+        .and_then(|mut r| r.headers().map(|h| h.iter().any(|c| c == PAYLOAD)))
+        .unwrap_or(false)
+}
+
 /// Reads the report at `path` for resuming.
 pub fn read(path: &Path) -> Result<Done, Error> {
     let invalid = |message: String| Error::Invalid {
@@ -356,6 +363,14 @@ pub fn read(path: &Path) -> Result<Done, Error> {
             "is a dry-run report; a real send cannot resume from it".into(),
         ));
     }
+    // A last line without its newline was cut short by a crash (and `append` cuts it):
+    // whatever it holds, it is not an outcome.
+    let whole = File::open(path)
+        .and_then(|mut f| appendfile::whole_lines_len(&mut f))
+        .map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
     let mut done = Done::default();
     let mut record = csv::StringRecord::new();
     loop {
@@ -364,8 +379,8 @@ pub fn read(path: &Path) -> Result<Done, Error> {
             Ok(false) => break,
             Err(e) => return Err(invalid(e.to_string())),
         }
-        // A partial last line (no newline: cut off by a crash) is dropped by `append`.
-        if record.len() < COLUMNS.len() {
+        let torn = record.position().is_some_and(|p| p.byte() >= whole);
+        if torn || record.len() < COLUMNS.len() {
             continue;
         }
         let line = record.position().map_or(0, |p| p.line());
@@ -424,6 +439,10 @@ mod tests {
         let mut text = std::fs::read_to_string(&path).unwrap();
         text.push_str("b,se");
         std::fs::write(&path, &text).unwrap();
+        assert_eq!(read(&path).unwrap().rows, 1);
+        // Torn after its last field, before its newline: still not an outcome.
+        std::fs::write(&path, format!("{text}nt,,,,1,,,2")).unwrap();
+        assert!(!read(&path).unwrap().has_openid("b"));
         assert_eq!(read(&path).unwrap().rows, 1);
         let mut w = Writer::append(&path).unwrap();
         w.write(&outcome("c", 3, Status::Sent)).unwrap();

@@ -9,8 +9,9 @@
 //! out (released in the journal: they were answered, never delivered); `--restart` sets the
 //! old report aside.
 //!
-//! The split is the point: [`read`] looks at the files (under the journal's lock, so no other
-//! run changes them meanwhile), [`decide`] is a pure function of what was read, the flags and
+//! The split is the point: [`read`] looks at the files (under the journal's lock when there
+//! is a journal, so no other run changes them meanwhile; a fresh start is claimed when
+//! [`apply`] creates the journal), [`decide`] is a pure function of what was read, the flags and
 //! the time, and returns a [`Start`] holding every [`Action`] to take; [`apply`] takes them.
 //! Nothing on disk changes before `apply`, so a declined confirmation, a missing secret or an
 //! invalid row leaves the report and journal exactly as they were.
@@ -50,8 +51,8 @@ pub struct Found {
 /// What a journal holds.
 #[derive(Debug)]
 pub struct JournalFound {
-    /// The header in force.
-    pub header: Header,
+    /// The header in force; `None` in a journal cut short before its header was written.
+    pub header: Option<Header>,
     /// Whether it records any send.
     pub records_sends: bool,
     /// Sends started without an outcome in the report (counting `unknown` rows that
@@ -87,6 +88,16 @@ pub enum Action {
     AppendHeader,
 }
 
+/// A send of an earlier run, without an outcome, that this run sends again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resend {
+    /// When its first request left (the `client_msg_id` window counts from then).
+    pub started: SystemTime,
+    /// Sent again because the window is open (not because `--resend-unknown` asked): only
+    /// while it still is, when its turn comes.
+    pub only_in_window: bool,
+}
+
 /// How a send starts.
 #[derive(Debug)]
 pub struct Start {
@@ -97,10 +108,8 @@ pub struct Start {
     pub previous_rows: Option<u64>,
     /// What [`apply`] does, in order.
     pub actions: Vec<Action>,
-    /// In flight when the previous run stopped, safe to send again (inside the
-    /// `client_msg_id` window, or `--resend-unknown`): openid key → when the first request
-    /// left.
-    pub resend: HashMap<u128, SystemTime>,
+    /// In flight when the previous run stopped, to send again: openid key → how.
+    pub resend: HashMap<u128, Resend>,
     /// Rows the actions drop from the report.
     pub dropped: u64,
 }
@@ -237,8 +246,12 @@ pub fn read(report_path: &Path, lock: Option<&Lock>, opts: Options) -> Result<Fo
         });
     };
     let path = lock.path();
-    let header = journal::header(path)?;
     let records_sends = journal::records_sends(path)?;
+    let header = match journal::header(path) {
+        Ok(h) => Some(h),
+        Err(journal::Error::Invalid { .. }) if !records_sends => None,
+        Err(e) => return Err(e.into()),
+    };
     // `unknown` rows that --resend-unknown drops count as without an outcome, so that their
     // first start (the client_msg_id window) is known.
     let dropped: HashSet<u128> = match (&report, opts.resend_unknown) {
@@ -302,7 +315,12 @@ pub fn decide(
         }
         (Some(done), Some(j)) => (done, j),
     };
-    let mut found = journal.header;
+    let Some(mut found) = journal.header else {
+        return Err(Refusal::ReportWithoutJournal {
+            report: report_path.to_owned(),
+            journal: journal_path,
+        });
+    };
     if found.campaign != run.campaign || found.template_id != run.template_id {
         return Err(Refusal::OtherCampaign {
             report: report_path.to_owned(),
@@ -358,7 +376,11 @@ pub fn decide(
     for d in journal.in_doubt {
         let window_open = run.kind == Kind::Official && now < d.started + DEDUP_WINDOW;
         if window_open || opts.resend_unknown {
-            resend.insert(key(&d.openid), d.started);
+            let how = Resend {
+                started: d.started,
+                only_in_window: !opts.resend_unknown,
+            };
+            resend.insert(key(&d.openid), how);
         } else {
             done.insert(&d.openid);
             unknown.push(d);
@@ -533,7 +555,7 @@ mod tests {
     fn journal(header: Header, records_sends: bool, in_doubt: &[(&str, Duration)]) -> JournalFound {
         let now = now();
         JournalFound {
-            header,
+            header: Some(header),
             records_sends,
             in_doubt: in_doubt
                 .iter()

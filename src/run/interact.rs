@@ -92,15 +92,15 @@ impl Leftovers {
         }
     }
 
-    /// The advice for them, one line each.
-    pub fn advice(self, plan: &SendPlan) -> String {
+    /// The advice for them, one line each; `limit`: the `--limit` to keep.
+    pub fn advice(self, plan: &SendPlan, limit: Option<u64>) -> String {
         let mut s = String::new();
         if self.gave_up > 0 {
             s.push_str(&format!(
                 "  {} failed after the retries ran out (never delivered); to try them again: \
                  {}\n",
                 recipients(self.gave_up),
-                plan.command(Then::RetryFailed, None)
+                plan.command(Then::RetryFailed, limit)
             ));
         }
         if self.unknown > 0 {
@@ -108,7 +108,7 @@ impl Leftovers {
                 "  {} `unknown` (the message may have been delivered); to send them again \
                  anyway, at the risk of a second delivery: {}\n",
                 recipients(self.unknown),
-                plan.command(Then::ResendUnknown, None)
+                plan.command(Then::ResendUnknown, limit)
             ));
         }
         s
@@ -149,7 +149,9 @@ pub(super) fn refused(plan: &SendPlan, why: Refusal) -> Error {
     Error::Refused(Box::new((why, advice)))
 }
 
-/// The text of an aborted run: why, what to do, how to resume.
+/// The text of an aborted run: why, what to do, how to resume. `tally`: the rows this run
+/// wrote; `None` for a run that stopped before it changed anything (then the advice is the
+/// very same command, one-off flags included).
 pub(super) fn aborted(plan: &SendPlan, reason: &StopReason, tally: Option<&Tally>) -> Error {
     let (why, code) = match reason {
         StopReason::Api {
@@ -179,11 +181,40 @@ pub(super) fn aborted(plan: &SendPlan, reason: &StopReason, tally: Option<&Tally
         thousands(count(Status::Sent)),
         plan.campaign.name
     ));
+    let then = if tally.is_some() {
+        Then::Resume
+    } else {
+        Then::Again
+    };
     msg.push_str(&format!(
         "\n  resume with: {}",
-        plan.command(Then::Resume, plan.next_limit(used))
+        plan.command(then, plan.next_limit(used))
     ));
     Error::Aborted(msg)
+}
+
+/// An error after the run changed the report (it may have sent): exit 1 with the resume
+/// command, never the exit 2 that says nothing changed.
+pub(super) fn failed_after_start(plan: &SendPlan, e: Error, tally: Option<&Tally>) -> Error {
+    if e.exit_code() != 2 {
+        return e;
+    }
+    let count = |s| tally.map_or(0, |t: &Tally| t.count(s));
+    let used = count(Status::Sent) + count(Status::Failed) + count(Status::Unknown);
+    Error::Aborted(format!(
+        "run aborted: {e}\n  {} sent in this run of `{}`; resume with: {}",
+        thousands(count(Status::Sent)),
+        plan.campaign.name,
+        plan.command(Then::Resume, plan.next_limit(used))
+    ))
+}
+
+/// Another run holds (or just claimed) the report: the same command with `--wait`.
+pub(super) fn held_elsewhere(plan: &SendPlan, e: &crate::journal::Error) -> Error {
+    Error::Aborted(format!(
+        "{e}; to start as soon as it ends: {} --wait",
+        plan.command(Then::Again, plan.limit)
+    ))
 }
 
 /// Asks before sending `n` messages via `base`, unless `--yes`.

@@ -138,7 +138,10 @@ fn produce(
                 }
                 produced += 1;
                 let mut msg = renderer.render(&r)?;
-                msg.first_started = start.resend.get(&key(&r.openid)).copied();
+                if let Some(again) = start.resend.get(&key(&r.openid)) {
+                    msg.first_started = Some(again.started);
+                    msg.only_in_window = again.only_in_window;
+                }
                 match &sink {
                     Sink::Send(tx) => {
                         if tx.blocking_send(msg).is_err() {

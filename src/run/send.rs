@@ -18,7 +18,7 @@ use crate::Error;
 use crate::dispatch::{Settings, Stop, StopReason};
 use crate::journal::{self, Header, Lock};
 use crate::outcome::Status;
-use crate::plan::{Api, SendPlan, Then};
+use crate::plan::{Api, SendPlan};
 use crate::progress::{self, Facts};
 use crate::report;
 use crate::resume::{self, Start, Subject};
@@ -32,7 +32,8 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
     }
     let c = &plan.campaign;
     check::warn(c);
-    // Held from before the report is read until the run ends: one run per report.
+    // One run per report: held from before the report is read until the run ends (a fresh
+    // start has no journal to lock yet: `apply` claims the one it creates).
     let lock = lock(plan).await?;
     let found = resume::read(&plan.report, lock.as_ref(), plan.resume)?;
     let fingerprint = resume::fingerprint(c)?;
@@ -76,7 +77,21 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
         .await
         .map_err(|e| interact::aborted(plan, &StopReason::Token(e), None))?;
 
-    let opened = resume::apply(&start, &plan.report, lock, SystemTime::now())?;
+    let opened = match resume::apply(&start, &plan.report, lock, SystemTime::now()) {
+        Ok(opened) => opened,
+        // Another run started this report (fresh) while this one got ready.
+        Err(resume::Error::Journal(e @ journal::Error::Claimed { .. })) => {
+            if let Some(sb) = target.sandbox {
+                sb.shutdown().await;
+            }
+            if !plan.wait {
+                return Err(interact::held_elsewhere(plan, &e));
+            }
+            eprintln!("wxpush: {e}: waiting for it to end, then deciding again");
+            return Box::pin(send(plan)).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
     if let Some(aside) = &opened.set_aside {
         println!("restart: the previous report is now {}", aside.display());
     }
@@ -115,16 +130,17 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
     if let Some(reason) = stop.reason() {
         return Err(interact::aborted(plan, &reason, Some(&tally)));
     }
-    produced?;
+    produced.map_err(|e| interact::failed_after_start(plan, e, Some(&tally)))?;
+    let used = tally.count(Status::Sent) + tally.count(Status::Failed);
+    let used = used + tally.count(Status::Unknown);
     if to_send < v.to_send {
-        let used = tally.count(Status::Sent) + tally.count(Status::Failed);
-        let used = used + tally.count(Status::Unknown);
         print!(
             "{}",
             interact::limit_reached(plan, v.to_send - to_send, used)
         );
     }
-    print!("{}", leftovers.plus(&tally).advice(plan));
+    let advice = leftovers.plus(&tally).advice(plan, plan.next_limit(used));
+    print!("{advice}");
     Ok(())
 }
 
@@ -143,10 +159,7 @@ async fn lock(plan: &SendPlan) -> Result<Option<Lock>, Error> {
                 .map_err(|e| Error::Aborted(format!("internal task failed: {e}")))?
                 .map_err(Error::from)
         }
-        Err(e @ journal::Error::Locked { .. }) => Err(Error::Aborted(format!(
-            "{e}; to start as soon as it ends: {} --wait",
-            plan.command(Then::Again, plan.limit)
-        ))),
+        Err(e @ journal::Error::Locked { .. }) => Err(interact::held_elsewhere(plan, &e)),
         other => Ok(other?),
     }
 }
@@ -163,13 +176,17 @@ fn nothing_left(
         let mut opened = resume::apply(start, &plan.report, lock, SystemTime::now())?;
         if v.duplicates_to_report > 0 {
             // A run stopped between a recipient's last row and its repeats.
-            pipeline::record_skipped(&plan.campaign, &start.done, &mut opened.report)?;
+            pipeline::record_skipped(&plan.campaign, &start.done, &mut opened.report)
+                .map_err(|e| interact::failed_after_start(plan, e, None))?;
         }
         opened.report.finish()?;
         opened.journal.finish()?;
     }
     println!("nothing left to send: every recipient has a row in the report");
-    print!("{}", Leftovers::before(start, plan).advice(plan));
+    print!(
+        "{}",
+        Leftovers::before(start, plan).advice(plan, plan.limit)
+    );
     Ok(())
 }
 
@@ -206,6 +223,15 @@ async fn connect(plan: &SendPlan) -> Result<Target, Error> {
 async fn dry_run(plan: &SendPlan) -> Result<(), Error> {
     let c = &plan.campaign;
     check::warn(c);
+    let real = journal::path_for(&plan.report).exists()
+        || (plan.report.exists() && !report::is_dry_run(&plan.report));
+    if real {
+        return Err(Error::Usage(format!(
+            "{} is the report of a real send; a dry run never overwrites one: {}",
+            plan.report.display(),
+            "leave out --report (a dry run has its own, NAME.dry-run.csv) or choose another path"
+        )));
+    }
     let v = check::validate(c, None)?;
     let limit = plan.limit.unwrap_or(u64::MAX);
     let total = v.to_send.min(limit) + v.duplicates_to_report;

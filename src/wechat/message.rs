@@ -108,6 +108,10 @@ pub struct Outgoing {
     /// When this recipient's first request left, if in an earlier run (a resend of a send
     /// whose outcome was lost); the de-duplication window counts from then.
     pub first_started: Option<SystemTime>,
+    /// A repeat of an earlier run's send whose outcome was lost, made only because its
+    /// `client_msg_id` window is open: if the window has closed by the time its turn comes
+    /// (a slow confirmation, a pause), it is not sent.
+    pub only_in_window: bool,
 }
 
 /// How long after its first use a `client_msg_id` is relied on to de-duplicate: WeChat
@@ -136,6 +140,7 @@ impl Outgoing {
             body: Bytes::from(body),
             deduplicated: false,
             first_started: None,
+            only_in_window: false,
         }
     }
 

@@ -219,8 +219,6 @@ impl Tokens {
                 });
             }
         };
-        let life = Duration::from_secs(reply.expires_in.max(1)).min(MAX_LIFE);
-        let margin = (life / 4).min(MAX_MARGIN);
         gate.generation += 1;
         let token = Token {
             value: value.into(),
@@ -229,7 +227,7 @@ impl Tokens {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         *cache = Some(Cached {
             token: token.clone(),
-            refresh_at: Instant::now() + life - margin,
+            refresh_at: refresh_at(Instant::now(), reply.expires_in),
         });
         Ok(token)
     }
@@ -260,5 +258,28 @@ impl Tokens {
         res.json()
             .await
             .map_err(|e| format!("answer is not WeChat JSON: {}", describe(e.without_url())))
+    }
+}
+
+/// When a token fetched at `now` that WeChat says lives `expires_in` seconds is refreshed:
+/// a quarter of its life early (at most [`MAX_MARGIN`]), its life clamped to [`MAX_LIFE`].
+fn refresh_at(now: Instant, expires_in: u64) -> Instant {
+    let life = Duration::from_secs(expires_in.max(1)).min(MAX_LIFE);
+    let margin = (life / 4).min(MAX_MARGIN);
+    now + (life - margin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_refreshed_before_it_expires_and_an_absurd_life_is_clamped() {
+        let now = Instant::now();
+        let at = |secs| refresh_at(now, secs).duration_since(now).as_secs();
+        assert_eq!(at(7200), 6900, "5 minutes early");
+        assert_eq!(at(400), 300, "a quarter early");
+        assert_eq!(at(0), 0);
+        assert_eq!(at(u64::MAX), 86_400 - 300, "no overflow: a day at most");
     }
 }

@@ -22,32 +22,59 @@ fn sent(n: usize, extra_yaml: &str) -> (Workdir, Sandbox) {
     (w, sb)
 }
 
-/// Answers `answer` at the confirmation prompt of `wxpush ARGS`, on a terminal (`script`
-/// gives it one), against `sb`.
-fn answer_on_a_terminal(w: &Workdir, sb: &Sandbox, args: &[&str], answer: &str) -> i32 {
-    let mut line = vec![env!("CARGO_BIN_EXE_wxpush")];
-    line.extend_from_slice(args);
-    let mut child = Command::new("script")
-        .args(["-qec", &shell_words::join(line), "/dev/null"])
-        .current_dir(w.path(""))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("WXPUSH_API_BASE", sb.url())
-        .env("WXPUSH_SECRET", SANDBOX_SECRET)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("script runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(answer.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(shown.contains("[y/N]"), "no question asked: {shown}");
-    out.status.code().unwrap_or(-1)
+/// `wxpush ARGS` on a terminal (`script` gives it one) against `base`, stopped at its
+/// confirmation question.
+struct Prompted {
+    child: std::process::Child,
+    seen: Vec<u8>,
+}
+
+impl Prompted {
+    fn start(w: &Workdir, base: &str, args: &[&str]) -> Prompted {
+        let mut line = vec![env!("CARGO_BIN_EXE_wxpush")];
+        line.extend_from_slice(args);
+        let child = Command::new("script")
+            .args(["-qec", &shell_words::join(line), "/dev/null"])
+            .current_dir(w.path(""))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("WXPUSH_API_BASE", base)
+            .env("WXPUSH_SECRET", SANDBOX_SECRET)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("script runs");
+        let mut p = Prompted {
+            child,
+            seen: Vec::new(),
+        };
+        p.read_until("[y/N]");
+        p
+    }
+
+    fn read_until(&mut self, needle: &str) {
+        use std::io::Read;
+        let out = self.child.stdout.as_mut().unwrap();
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(&self.seen).contains(needle) {
+            match out.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    panic!("no {needle:?} in {}", String::from_utf8_lossy(&self.seen))
+                }
+                Ok(n) => self.seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    /// Answers the question; returns the exit code and everything the terminal showed.
+    fn answer(mut self, answer: &str) -> (i32, String) {
+        let mut stdin = self.child.stdin.take().unwrap();
+        stdin.write_all(answer.as_bytes()).unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        self.seen.extend_from_slice(&out.stdout);
+        let shown = String::from_utf8_lossy(&self.seen).into_owned();
+        (out.status.code().unwrap_or(-1), shown)
+    }
 }
 
 #[test]
@@ -56,10 +83,8 @@ fn a_declined_or_refused_restart_changes_nothing() {
     let before = w.reports();
     assert_eq!(before.len(), 2, "report and journal: {:?}", before.keys());
     // Declined at the prompt.
-    assert_eq!(
-        answer_on_a_terminal(&w, &sb, &["send", "c.yaml", "--restart"], "n\n"),
-        2
-    );
+    let (code, _) = Prompted::start(&w, &sb.url(), &["send", "c.yaml", "--restart"]).answer("n\n");
+    assert_eq!(code, 2);
     assert_eq!(w.reports(), before, "declined");
     // No terminal to ask on: the advice is the same command, one-off flag included.
     let unasked = w
@@ -82,7 +107,8 @@ fn a_declined_or_refused_restart_changes_nothing() {
         .expect(2)
         .stderr_has("WXPUSH_SECRET is not set");
     assert_eq!(w.reports(), before, "no secret");
-    // A wrong AppSecret: refused at the token, before anything changes.
+    // A wrong AppSecret: refused at the token, before anything changes; the advice is the
+    // same command (its --restart never took effect).
     let wrong = w
         .cmd(&["send", "c.yaml", "--restart", "--yes"])
         .env("WXPUSH_API_BASE", &sb.url())
@@ -90,6 +116,11 @@ fn a_declined_or_refused_restart_changes_nothing() {
         .run()
         .expect(1)
         .stderr_has("40125");
+    assert!(
+        wrong
+            .expect_advice(RESUME)
+            .ends_with(" wxpush send c.yaml --restart --yes")
+    );
     assert_eq!(w.reports(), before, "wrong secret");
     // An invalid row.
     let csv = w.read("people.csv");
@@ -99,11 +130,67 @@ fn a_declined_or_refused_restart_changes_nothing() {
         .stderr_has("allows at most 20");
     assert_eq!(w.reports(), before, "invalid row");
     w.write("people.csv", csv);
-    // The advice of the wrong-secret run, followed with the right secret: nothing to send.
-    w.run_advice(&wrong.expect_advice(RESUME))
+    // A dry run onto the real report.
+    w.cmd(&["send", "c.yaml", "--dry-run", "--report", REPORT])
+        .run()
+        .expect(2)
+        .stderr_has("a dry run never overwrites one");
+    assert_eq!(w.reports(), before, "dry run");
+    w.send(&sb, &[])
         .expect(0)
         .stdout_has("nothing left to send");
     assert_all_sent_once(&w, &sb, 30, REPORT);
+}
+
+#[test]
+fn waiting_behind_a_restart_resumes_the_new_report_instead_of_starting_over() {
+    let (w, first) = sent(30, "target: mini\n");
+    drop(first);
+    let sb = Sandbox::start(Knobs::default());
+    // A restarts and waits at its question, holding the old journal.
+    let restarting = Prompted::start(&w, &sb.url(), &["send", "c.yaml", "--restart"]);
+    let mut waiting = w
+        .cmd(&["send", "c.yaml", "--yes", "--wait"])
+        .against(&sb)
+        .spawn();
+    assert!(waiting.wait_for_stderr("waiting for it to end"));
+    let (code, shown) = restarting.answer("y\n");
+    assert_eq!(code, 0, "{shown}");
+    waiting.wait().expect(0).stdout_has("nothing left to send");
+    // Only A's (deliberate) restart reached this sandbox: everyone once.
+    assert_all_sent_once(&w, &sb, 30, REPORT);
+}
+
+#[test]
+fn a_recipients_file_that_breaks_after_the_question_aborts_with_exit_1() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    generated(&w, 10, "rate: 1000\ntarget: mini\n");
+    let asking = Prompted::start(&w, &sb.url(), &["send", "c.yaml"]);
+    let csv = w.read("people.csv");
+    w.write("people.csv", format!("{csv}o_long,{}\n", "长".repeat(30)));
+    let (code, shown) = asking.answer("y\n");
+    assert_eq!(code, 1, "sent, so not exit 2: {shown}");
+    let advice = shown
+        .lines()
+        .find_map(|l| l.split_once(RESUME).map(|(_, c)| c.trim().to_owned()))
+        .unwrap_or_else(|| panic!("no advice: {shown}"));
+    w.write("people.csv", csv);
+    // Nothing is left to send, so it needs no answer.
+    w.run_advice(&advice)
+        .expect(0)
+        .stdout_has("nothing left to send");
+    assert_all_sent_once(&w, &sb, 10, REPORT);
+}
+
+#[test]
+fn a_journal_cut_short_before_its_header_starts_over() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    generated(&w, 3, "rate: 1000\n");
+    w.write("reports/gen.sandbox.journal", "");
+    w.send(&sb, &[]).expect(0);
+    assert_all_sent_once(&w, &sb, 3, REPORT);
 }
 
 #[test]
