@@ -67,6 +67,11 @@ impl Tally {
     pub fn count(&self, s: Status) -> u64 {
         self.by_status.get(&s).copied().unwrap_or(0)
     }
+
+    /// Recipients given an outcome (sent, failed or unknown): what a `--limit` counts.
+    pub fn outcomes(&self) -> u64 {
+        self.count(Status::Sent) + self.count(Status::Failed) + self.count(Status::Unknown)
+    }
 }
 
 impl Writer {

@@ -173,12 +173,12 @@ pub(super) fn aborted(plan: &SendPlan, reason: &StopReason, tally: Option<&Tally
     if let Some(advice) = code.and_then(errcode::advice) {
         msg.push_str(&format!("\n  what to do: {advice}"));
     }
-    let count = |s| tally.map_or(0, |t: &Tally| t.count(s));
-    let used = count(Status::Sent) + count(Status::Failed) + count(Status::Unknown);
+    let used = tally.map_or(0, Tally::outcomes);
+    let sent = tally.map_or(0, |t| t.count(Status::Sent));
     msg.push_str(&format!(
         "\n  {} sent in this run of `{}`; resuming sends every recipient without a row in \
          the report",
-        thousands(count(Status::Sent)),
+        thousands(sent),
         plan.campaign.name
     ));
     let then = if tally.is_some() {
@@ -199,11 +199,11 @@ pub(super) fn failed_after_start(plan: &SendPlan, e: Error, tally: Option<&Tally
     if e.exit_code() != 2 {
         return e;
     }
-    let count = |s| tally.map_or(0, |t: &Tally| t.count(s));
-    let used = count(Status::Sent) + count(Status::Failed) + count(Status::Unknown);
+    let used = tally.map_or(0, Tally::outcomes);
+    let sent = tally.map_or(0, |t| t.count(Status::Sent));
     Error::Aborted(format!(
         "run aborted: {e}\n  {} sent in this run of `{}`; resume with: {}",
-        thousands(count(Status::Sent)),
+        thousands(sent),
         plan.campaign.name,
         plan.command(Then::Resume, plan.next_limit(used))
     ))

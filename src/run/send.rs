@@ -17,7 +17,6 @@ use super::pipeline::{self, Sending};
 use crate::Error;
 use crate::dispatch::{Settings, Stop, StopReason};
 use crate::journal::{self, Header, Lock};
-use crate::outcome::Status;
 use crate::plan::{Api, SendPlan};
 use crate::progress::{self, Facts};
 use crate::report;
@@ -30,53 +29,20 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
     if matches!(plan.api, Api::None) {
         return dry_run(plan).await;
     }
-    let c = &plan.campaign;
-    check::warn(c);
+    check::warn(&plan.campaign);
     // One run per report: held from before the report is read until the run ends (a fresh
     // start has no journal to lock yet: `apply` claims the one it creates).
     let lock = lock(plan).await?;
-    let found = resume::read(&plan.report, lock.as_ref(), plan.resume)?;
-    let fingerprint = resume::fingerprint(c)?;
-    let subject = Subject {
-        campaign: &c.name,
-        template_id: &c.template_id,
-        kind: c.kind,
-        api: plan.run_kind,
-        fingerprint: &fingerprint,
-        recipients: &c.recipients,
-    };
-    let start = resume::decide(
-        found,
-        &subject,
-        &plan.report,
-        plan.resume,
-        SystemTime::now(),
-    )
-    .map_err(|why| interact::refused(plan, why))?;
-    let v = check::validate(c, Some(&start.done))?;
-    let limit = plan.limit.unwrap_or(u64::MAX);
-    let to_send = v.to_send.min(limit);
+    let start = decide(plan, lock.as_ref())?;
+    let v = check::validate(&plan.campaign, Some(&start.done))?;
+    let to_send = v.to_send.min(plan.limit.unwrap_or(u64::MAX));
     interact::announce(plan, &start, &v);
     if to_send == 0 {
         return nothing_left(plan, &start, &v, lock);
     }
-
     let target = connect(plan).await?;
     interact::confirm(plan, to_send, &target.base)?;
-    let client = Client::new(&target.base).map_err(Error::Aborted)?;
-    let tokens = Arc::new(Tokens::new(
-        client.clone(),
-        c.token_api,
-        c.appid.clone(),
-        target.secret.clone(),
-    ));
-    // Authenticate before anything changes: a wrong AppSecret stops here, with nothing sent
-    // and nothing on disk touched.
-    tokens
-        .get()
-        .await
-        .map_err(|e| interact::aborted(plan, &StopReason::Token(e), None))?;
-
+    let (client, tokens) = authenticate(plan, &target).await?;
     let opened = match resume::apply(&start, &plan.report, lock, SystemTime::now()) {
         Ok(opened) => opened,
         // Another run started this report (fresh) while this one got ready.
@@ -95,53 +61,123 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
     if let Some(aside) = &opened.set_aside {
         println!("restart: the previous report is now {}", aside.display());
     }
-    let stop = Arc::new(Stop::default());
-    interact::watch_ctrl_c(stop.clone());
-    let started = Instant::now();
-    let journal = Arc::new(opened.journal);
-    let via = Sending {
+    let run = Run {
+        start,
+        to_send,
+        v,
         client,
         tokens,
-        ledger: journal.clone(),
-        settings: Settings {
-            rate: plan.rate,
-            concurrency: plan.concurrency,
-            error_threshold: c.error_threshold,
-        },
-        stop: stop.clone(),
     };
-    let leftovers = Leftovers::before(&start, plan);
-    let total = to_send + v.duplicates_to_report;
-    let sent = pipeline::send(c, start, limit, opened.report, total, via).await;
-    let journaled = journal.finish();
-    if let Some(sb) = target.sandbox {
-        sb.shutdown().await;
-    }
-    let (tally, produced) = sent?;
-    journaled?;
-    let facts = Facts {
-        title: format!("{}: {} → {}", c.name, describe_kind(c.kind), target.base),
-        started,
-        sending: true,
-        rate_limit: plan.rate,
-        report: &plan.report,
+    run.go(plan, opened, target).await
+}
+
+/// What the report and journal say, decided on. Reads only.
+fn decide(plan: &SendPlan, lock: Option<&Lock>) -> Result<Start, Error> {
+    let c = &plan.campaign;
+    let found = resume::read(&plan.report, lock, plan.resume)?;
+    let fingerprint = resume::fingerprint(c)?;
+    let subject = Subject {
+        campaign: &c.name,
+        template_id: &c.template_id,
+        kind: c.kind,
+        api: plan.run_kind,
+        fingerprint: &fingerprint,
+        recipients: &c.recipients,
     };
-    print!("{}", progress::summary(&tally, &facts));
-    if let Some(reason) = stop.reason() {
-        return Err(interact::aborted(plan, &reason, Some(&tally)));
-    }
-    produced.map_err(|e| interact::failed_after_start(plan, e, Some(&tally)))?;
-    let used = tally.count(Status::Sent) + tally.count(Status::Failed);
-    let used = used + tally.count(Status::Unknown);
-    if to_send < v.to_send {
+    resume::decide(
+        found,
+        &subject,
+        &plan.report,
+        plan.resume,
+        SystemTime::now(),
+    )
+    .map_err(|why| interact::refused(plan, why))
+}
+
+/// The client and a token: a wrong AppSecret stops here, with nothing sent and nothing on
+/// disk touched.
+async fn authenticate(plan: &SendPlan, target: &Target) -> Result<(Client, Arc<Tokens>), Error> {
+    let c = &plan.campaign;
+    let client = Client::new(&target.base).map_err(Error::Aborted)?;
+    let tokens = Arc::new(Tokens::new(
+        client.clone(),
+        c.token_api,
+        c.appid.clone(),
+        target.secret.clone(),
+    ));
+    tokens
+        .get()
+        .await
+        .map_err(|e| interact::aborted(plan, &StopReason::Token(e), None))?;
+    Ok((client, tokens))
+}
+
+/// A send that is confirmed, authenticated and has its report open.
+struct Run {
+    start: Start,
+    to_send: u64,
+    v: check::Validated,
+    client: Client,
+    tokens: Arc<Tokens>,
+}
+
+impl Run {
+    /// Sends, then prints the summary and the advice.
+    async fn go(
+        self,
+        plan: &SendPlan,
+        opened: resume::Opened,
+        target: Target,
+    ) -> Result<(), Error> {
+        let c = &plan.campaign;
+        let stop = Arc::new(Stop::default());
+        interact::watch_ctrl_c(stop.clone());
+        let started = Instant::now();
+        let journal = Arc::new(opened.journal);
+        let via = Sending {
+            client: self.client,
+            tokens: self.tokens,
+            ledger: journal.clone(),
+            settings: Settings {
+                rate: plan.rate,
+                concurrency: plan.concurrency,
+                error_threshold: c.error_threshold,
+            },
+            stop: stop.clone(),
+        };
+        let leftovers = Leftovers::before(&self.start, plan);
+        let total = self.to_send + self.v.duplicates_to_report;
+        let limit = plan.limit.unwrap_or(u64::MAX);
+        let sent = pipeline::send(c, self.start, limit, opened.report, total, via).await;
+        let journaled = journal.finish();
+        if let Some(sb) = target.sandbox {
+            sb.shutdown().await;
+        }
+        let (tally, produced) = sent?;
+        journaled?;
+        let facts = Facts {
+            title: format!("{}: {} → {}", c.name, describe_kind(c.kind), target.base),
+            started,
+            sending: true,
+            rate_limit: plan.rate,
+            report: &plan.report,
+        };
+        print!("{}", progress::summary(&tally, &facts));
+        if let Some(reason) = stop.reason() {
+            return Err(interact::aborted(plan, &reason, Some(&tally)));
+        }
+        produced.map_err(|e| interact::failed_after_start(plan, e, Some(&tally)))?;
+        let used = tally.outcomes();
+        if self.to_send < self.v.to_send {
+            let left = self.v.to_send - self.to_send;
+            print!("{}", interact::limit_reached(plan, left, used));
+        }
         print!(
             "{}",
-            interact::limit_reached(plan, v.to_send - to_send, used)
+            leftovers.plus(&tally).advice(plan, plan.next_limit(used))
         );
+        Ok(())
     }
-    let advice = leftovers.plus(&tally).advice(plan, plan.next_limit(used));
-    print!("{advice}");
-    Ok(())
 }
 
 /// The journal's lock, waiting for another run to end if `--wait`.
