@@ -196,13 +196,7 @@ fn a_journal_cut_short_before_its_header_starts_over() {
 #[test]
 fn a_second_run_of_a_report_refuses_at_once_or_waits_for_the_first() {
     let w = Workdir::new();
-    let sb = Sandbox::start(Knobs {
-        hold_from: Some(11),
-        ..Knobs::default()
-    });
-    generated(&w, 40, "rate: 1000\nconcurrency: 4\ntarget: mini\n");
-    let first = w.cmd(&["send", "c.yaml", "--yes"]).against(&sb).spawn();
-    sb.wait_for_held(4);
+    let (sb, first) = send_until_held(&w, 40, "target: mini\n", 11);
     let holder = format!("another wxpush run (process {})", first.id());
     for extra in [
         &[][..],

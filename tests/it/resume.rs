@@ -189,13 +189,7 @@ fn ctrl_c_finishes_in_flight_requests_and_resumes() {
 #[test]
 fn a_second_ctrl_c_quits_at_once_and_in_flight_sends_become_unknown() {
     let w = Workdir::new();
-    let sb = Sandbox::start(Knobs {
-        hold_from: Some(31),
-        ..Knobs::default()
-    });
-    generated(&w, 100, "rate: 1000\nconcurrency: 4\ntarget: mini\n");
-    let mut child = w.cmd(&["send", "c.yaml", "--yes"]).against(&sb).spawn();
-    sb.wait_for_held(4);
+    let (sb, mut child) = send_until_held(&w, 100, "target: mini\n", 31);
     child.interrupt();
     // The first Ctrl-C waits for the 4 held requests, which never answer; the second quits.
     let stderr_seen = child.wait_for_stderr("Ctrl-C again");

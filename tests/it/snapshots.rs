@@ -97,13 +97,7 @@ fn aborts() {
 #[test]
 fn an_interrupted_run() {
     let w = Workdir::new();
-    let sb = Sandbox::start(Knobs {
-        hold_from: Some(11),
-        ..Knobs::default()
-    });
-    generated(&w, 40, "rate: 1000\nconcurrency: 4\ntarget: mini\n");
-    let mut child = w.cmd(&["send", "c.yaml", "--yes"]).against(&sb).spawn();
-    sb.wait_for_held(4);
+    let (sb, mut child) = send_until_held(&w, 40, "target: mini\n", 11);
     child.interrupt();
     assert!(child.wait_for_stderr("Ctrl-C again"));
     sb.release();

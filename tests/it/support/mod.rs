@@ -501,3 +501,22 @@ macro_rules! wx_snapshot {
         $crate::wx_snapshot!(text: $name, $run.snapshot_text())
     };
 }
+
+/// Starts `wxpush send c.yaml --yes` on `n` generated recipients (4 in flight at most, at
+/// 1000/s; `extra_yaml` as for [`generated`]) against a sandbox that holds every request
+/// from the `hold_from`-th on open, processed but unanswered; returns once 4 are held.
+pub fn send_until_held(
+    w: &Workdir,
+    n: usize,
+    extra_yaml: &str,
+    hold_from: u64,
+) -> (Sandbox, Child) {
+    let sb = Sandbox::start(Knobs {
+        hold_from: Some(hold_from),
+        ..Knobs::default()
+    });
+    generated(w, n, &format!("rate: 1000\nconcurrency: 4\n{extra_yaml}"));
+    let child = w.cmd(&["send", "c.yaml", "--yes"]).against(&sb).spawn();
+    sb.wait_for_held(4);
+    (sb, child)
+}
