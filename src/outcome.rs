@@ -88,15 +88,20 @@ impl Outcome {
         }
     }
 
-    /// The errmsg as the report shows it: `gave up after N attempts: …` when retries ran out.
+    /// The errmsg as the report shows it: `gave up after N attempts: …` when retries ran out
+    /// (never delivered), `an answer was lost, then gave up after N attempts: …` when one of
+    /// them may have been.
     pub fn report_errmsg(&self) -> Cow<'_, str> {
-        if self.gave_up {
-            Cow::Owned(format!(
+        match (self.gave_up, self.status) {
+            (false, _) => Cow::Borrowed(&self.errmsg),
+            (true, Status::Unknown) => Cow::Owned(format!(
+                "an answer was lost, then {GAVE_UP}{} attempts: {}",
+                self.attempts, self.errmsg
+            )),
+            (true, _) => Cow::Owned(format!(
                 "{GAVE_UP}{} attempts: {}",
                 self.attempts, self.errmsg
-            ))
-        } else {
-            Cow::Borrowed(&self.errmsg)
+            )),
         }
     }
 }
@@ -132,5 +137,8 @@ mod tests {
         assert_eq!(o.report_errmsg(), "gave up after 6 attempts: system error");
         assert!(is_gave_up(&o.report_errmsg()));
         assert!(!is_gave_up("system error: gave up after 6 attempts"));
+        // One answer lost: not a never-delivered failure.
+        o.status = Status::Unknown;
+        assert!(!is_gave_up(&o.report_errmsg()));
     }
 }

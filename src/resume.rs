@@ -112,6 +112,9 @@ pub struct Start {
     pub resend: HashMap<u128, Resend>,
     /// Rows the actions drop from the report.
     pub dropped: u64,
+    /// `--restart`: recipients the report being set aside records `sent` (they will get
+    /// the message again).
+    pub aside_sent: u64,
 }
 
 impl Start {
@@ -124,6 +127,7 @@ impl Start {
             actions: Vec::new(),
             resend: HashMap::new(),
             dropped: 0,
+            aside_sent: 0,
         }
     }
 
@@ -291,8 +295,12 @@ pub fn decide(
     );
     let Found { report, journal } = found;
     if opts.restart && (report.is_some() || journal.is_some()) {
+        let sent = report
+            .as_ref()
+            .map_or(0, |d| d.by_status.get(&Status::Sent).copied().unwrap_or(0));
         return Ok(Start {
             actions: vec![Action::SetAside],
+            aside_sent: sent,
             ..Start::fresh(header)
         });
     }
@@ -396,6 +404,7 @@ pub fn decide(
         actions,
         resend,
         dropped,
+        aside_sent: 0,
     })
 }
 
@@ -616,10 +625,13 @@ mod tests {
         assert_eq!((s.actions, s.previous_rows), (vec![], None));
         assert_eq!(actions(Found::default(), "R"), []);
         let sent = || report(&[("a", Status::Sent, false)]);
-        assert_eq!(
-            actions(both(sent(), journal(ours(), true, &[])), "R"),
-            [Action::SetAside]
-        );
+        let s = decided(
+            both(sent(), journal(ours(), true, &[])),
+            Kind::Official,
+            "R",
+        )
+        .unwrap();
+        assert_eq!((s.actions, s.aside_sent), (vec![Action::SetAside], 1));
         // A header-only journal without a report: a run that never sent; started over.
         let only_header = Found {
             report: None,

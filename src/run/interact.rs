@@ -25,6 +25,13 @@ pub(super) fn announce(plan: &SendPlan, start: &Start, v: &Validated) {
             "restart: a fresh report; the current {report} is kept under a new name once \
              sending starts"
         );
+        if start.aside_sent > 0 {
+            println!(
+                "restart: {} already got this message (sent in that report) and will get it \
+                 again",
+                recipients(start.aside_sent)
+            );
+        }
     }
     if let Some(rows) = start.previous_rows {
         println!(

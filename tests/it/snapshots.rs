@@ -40,6 +40,12 @@ fn summaries_of_a_send_a_resume_and_nothing_left() {
         "send_nothing_left",
         w.cmd(&["send", c, "--sandbox", "--yes"]).run().expect(0)
     );
+    wx_snapshot!(
+        "send_restart",
+        w.cmd(&["send", c, "--sandbox", "--yes", "--restart", "--limit", "2"])
+            .run()
+            .expect(0)
+    );
 }
 
 #[test]
