@@ -263,7 +263,10 @@ const QUIT_AT_ONCE: i32 = 1;
 /// The first Ctrl-C stops the run gracefully (in-flight requests finish, their outcomes are
 /// recorded); a second one quits at once, leaving the in-flight sends to the next run's
 /// resume, which records them `unknown`.
-pub(super) fn watch_ctrl_c(stop: Arc<Stop>) {
+pub(super) fn watch_ctrl_c(stop: Arc<Stop>, plan: &SendPlan) {
+    // What this run used of its --limit is not known at a hard quit: a new batch of the same
+    // size is the most the advice can send.
+    let resume = plan.command(Then::Resume, plan.limit);
     tokio::spawn(async move {
         // One listener for both presses, so a second Ctrl-C is never missed.
         let mut presses = Presses::new();
@@ -276,7 +279,8 @@ pub(super) fn watch_ctrl_c(stop: Arc<Stop>) {
         stop.trigger(StopReason::Interrupted);
         if presses.next().await {
             eprintln!(
-                "wxpush: quit at once; the sends in flight are recorded `unknown` by the next run"
+                "wxpush: quit at once; the sends in flight are recorded `unknown` by the next \
+                 run\n  resume with: {resume}"
             );
             std::process::exit(QUIT_AT_ONCE);
         }

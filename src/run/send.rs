@@ -131,7 +131,7 @@ impl Run {
     ) -> Result<(), Error> {
         let c = &plan.campaign;
         let stop = Arc::new(Stop::default());
-        interact::watch_ctrl_c(stop.clone());
+        interact::watch_ctrl_c(stop.clone(), plan);
         let started = Instant::now();
         let journal = Arc::new(opened.journal);
         let via = Sending {

@@ -195,9 +195,9 @@ fn a_second_ctrl_c_quits_at_once_and_in_flight_sends_become_unknown() {
     let stderr_seen = child.wait_for_stderr("Ctrl-C again");
     assert!(stderr_seen, "no interrupt notice");
     child.interrupt();
-    child.wait().expect(1).stderr_has("quit at once");
+    let quit = child.wait().expect(1).stderr_has("quit at once");
     sb.release();
-    w.send(&sb, &[])
+    w.run_advice(&quit.expect_advice("resume with: "))
         .expect(0)
         .stdout_has("4 sends were in flight");
     let by_status = assert_exactly_once(&w, &sb, 100, REPORT);
