@@ -157,8 +157,8 @@ pub(super) fn refused(plan: &SendPlan, why: Refusal) -> Error {
 }
 
 /// The text of an aborted run: why, what to do, how to resume. `tally`: the rows this run
-/// wrote; `None` for a run that stopped before it changed anything (then the advice is the
-/// very same command, one-off flags included).
+/// wrote; `None` for a run that stopped before it changed anything (then the advice is to
+/// run the very same command again, one-off flags included).
 pub(super) fn aborted(plan: &SendPlan, reason: &StopReason, tally: Option<&Tally>) -> Error {
     let (why, code) = match reason {
         StopReason::Api {
@@ -180,22 +180,22 @@ pub(super) fn aborted(plan: &SendPlan, reason: &StopReason, tally: Option<&Tally
     if let Some(advice) = code.and_then(errcode::advice) {
         msg.push_str(&format!("\n  what to do: {advice}"));
     }
-    let used = tally.map_or(0, Tally::outcomes);
-    let sent = tally.map_or(0, |t| t.count(Status::Sent));
+    let Some(tally) = tally else {
+        msg.push_str(&format!(
+            "\n  nothing was sent and no file was changed\n  run again with: {}",
+            plan.command(Then::Again, plan.limit)
+        ));
+        return Error::Aborted(msg);
+    };
     msg.push_str(&format!(
         "\n  {} sent in this run of `{}`; resuming sends every recipient without a row in \
          the report",
-        thousands(sent),
+        thousands(tally.count(Status::Sent)),
         plan.campaign.name
     ));
-    let then = if tally.is_some() {
-        Then::Resume
-    } else {
-        Then::Again
-    };
     msg.push_str(&format!(
         "\n  resume with: {}",
-        plan.command(then, plan.next_limit(used))
+        plan.command(Then::Resume, plan.next_limit(tally.outcomes()))
     ));
     Error::Aborted(msg)
 }
@@ -213,6 +213,16 @@ pub(super) fn failed_after_start(plan: &SendPlan, e: Error, tally: Option<&Tally
         thousands(sent),
         plan.campaign.name,
         plan.command(Then::Resume, plan.next_limit(used))
+    ))
+}
+
+/// The recipients file changed between validation and the first send.
+pub(super) fn changed_meanwhile(plan: &SendPlan) -> Error {
+    Error::Usage(format!(
+        "{} changed while wxpush was getting ready to send (after it was checked); nothing \
+         was sent and no file was changed; to check it again and send: {}",
+        plan.campaign.recipients.display(),
+        plan.command(Then::Again, plan.limit)
     ))
 }
 

@@ -43,6 +43,11 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
     let target = connect(plan).await?;
     interact::confirm(plan, to_send, &target.base)?;
     let (client, tokens) = authenticate(plan, &target).await?;
+    // What was validated and confirmed is what is sent: a recipients file edited while the
+    // question waited would be sent unchecked and would not match the journal.
+    if resume::fingerprint(&plan.campaign)? != start.header.recipients {
+        return Err(interact::changed_meanwhile(plan));
+    }
     let opened = match resume::apply(&start, &plan.report, lock, SystemTime::now()) {
         Ok(opened) => opened,
         // Another run started this report (fresh) while this one got ready.
@@ -262,10 +267,11 @@ async fn dry_run(plan: &SendPlan) -> Result<(), Error> {
     let real = journal::path_for(&plan.report).exists()
         || (plan.report.exists() && !report::is_dry_run(&plan.report));
     if real {
+        let own = shell_words::quote(&plan.campaign_arg.to_string_lossy()).into_owned();
         return Err(Error::Usage(format!(
-            "{} is the report of a real send; a dry run never overwrites one: {}",
+            "{} is the report of a real send, and a dry run never overwrites one; a dry run \
+             into its own report: wxpush send {own} --dry-run",
             plan.report.display(),
-            "leave out --report (a dry run has its own, NAME.dry-run.csv) or choose another path"
         )));
     }
     let v = check::validate(c, None)?;

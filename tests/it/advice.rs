@@ -118,7 +118,7 @@ fn a_declined_or_refused_restart_changes_nothing() {
         .stderr_has("40125");
     assert!(
         wrong
-            .expect_advice(RESUME)
+            .expect_advice("run again with: ")
             .ends_with(" wxpush send c.yaml --restart --yes")
     );
     assert_eq!(w.reports(), before, "wrong secret");
@@ -162,25 +162,37 @@ fn waiting_behind_a_restart_resumes_the_new_report_instead_of_starting_over() {
 }
 
 #[test]
-fn a_recipients_file_that_breaks_after_the_question_aborts_with_exit_1() {
+fn a_recipients_file_that_breaks_while_sending_aborts_with_exit_1() {
+    let w = Workdir::new();
+    let (sb, child) = send_until_held(&w, 600, "target: mini\n", 5);
+    // Sending has started: an invalid row appended now is met by the reader mid-run.
+    let csv = w.read("people.csv");
+    w.write("people.csv", format!("{csv}o_long,{}\n", "长".repeat(30)));
+    sb.release();
+    let run = child.wait().expect(1).stderr_has("allows at most 20");
+    w.write("people.csv", csv);
+    w.run_advice(&run.expect_advice(RESUME)).expect(0);
+    assert_all_sent_once(&w, &sb, 600, REPORT);
+}
+
+#[test]
+fn a_recipients_file_edited_while_the_question_waits_is_not_sent_unchecked() {
     let w = Workdir::new();
     let sb = Sandbox::start(Knobs::default());
     generated(&w, 10, "rate: 1000\ntarget: mini\n");
     let asking = Prompted::start(&w, &sb.url(), &["send", "c.yaml"]);
     let csv = w.read("people.csv");
-    w.write("people.csv", format!("{csv}o_long,{}\n", "长".repeat(30)));
+    w.write("people.csv", format!("{csv}o_late,晚到\n"));
     let (code, shown) = asking.answer("y\n");
-    assert_eq!(code, 1, "sent, so not exit 2: {shown}");
-    let advice = shown
-        .lines()
-        .find_map(|l| l.split_once(RESUME).map(|(_, c)| c.trim().to_owned()))
-        .unwrap_or_else(|| panic!("no advice: {shown}"));
-    w.write("people.csv", csv);
-    // Nothing is left to send, so it needs no answer.
-    w.run_advice(&advice)
-        .expect(0)
-        .stdout_has("nothing left to send");
-    assert_all_sent_once(&w, &sb, 10, REPORT);
+    assert_eq!(code, 2, "{shown}");
+    assert!(
+        shown.contains("changed while wxpush was getting ready"),
+        "{shown}"
+    );
+    assert_eq!(sb.stats().send_requests, 0);
+    assert!(w.reports().is_empty(), "nothing written");
+    w.send(&sb, &[]).expect(0);
+    assert_all_sent_once(&w, &sb, 11, REPORT);
 }
 
 #[test]
