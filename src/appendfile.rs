@@ -40,6 +40,16 @@ pub fn whole_lines_len(file: &mut File) -> io::Result<u64> {
     Ok(0)
 }
 
+/// Syncs a directory, so that a file just created or renamed in it keeps its name after a
+/// power cut (a no-op where directories cannot be opened).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
 /// Sync to disk at least this often while lines arrive: a power cut loses at most about a
 /// second of outcomes, and one `fsync` per second costs nothing at any rate we send.
 pub const SYNC_EVERY: Duration = Duration::from_secs(1);

@@ -300,7 +300,8 @@ pub async fn run<T: Transport>(
 struct Attempts {
     count: u32,
     /// Some request's answer was lost: it may have been delivered. Sticky: a later answer
-    /// (a -1 to a retry) does not undo it.
+    /// (a -1 to a retry) does not undo it. True from the start for a resend of an earlier
+    /// run's send whose outcome was lost.
     ambiguous: bool,
 }
 
@@ -308,7 +309,10 @@ struct Attempts {
 /// no row (the next run sends it); if every request it made was answered, none delivered it,
 /// and the journal is told so, so that the next run does not hold it `unknown`.
 async fn deliver<T: Transport>(ctx: &Shared<T>, msg: Outgoing) {
-    let mut attempts = Attempts::default();
+    let mut attempts = Attempts {
+        count: 0,
+        ambiguous: msg.first_started.is_some(),
+    };
     match attempt(ctx, &msg, &mut attempts).await {
         Some((outcome, systemic)) => emit(ctx, outcome, systemic).await,
         None if attempts.count > 0 && !attempts.ambiguous => {
@@ -330,10 +334,15 @@ async fn attempt<T: Transport>(
     let mut refreshes = 0;
     let mut backoff = Backoff::default();
     let first = Instant::now();
-    // WeChat de-duplicates a `client_msg_id` for a while after its first use.
-    let dedup_until = msg
-        .deduplicated
-        .then(|| msg.first_started.unwrap_or_else(SystemTime::now) + DEDUP_WINDOW);
+    // WeChat de-duplicates a `client_msg_id` for a while after its first use (perhaps in an
+    // earlier run). Counted on tokio's clock from here on, so paused-time tests see it close.
+    let dedup_until = msg.deduplicated.then(|| {
+        let first = msg.first_started.unwrap_or_else(SystemTime::now);
+        let left = (first + DEDUP_WINDOW)
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        Instant::now() + left
+    });
     loop {
         ctx.wait_out_pause().await;
         let permit = tokio::select! {
@@ -359,11 +368,13 @@ async fn attempt<T: Transport>(
                 return None;
             }
         };
-        let window_closed = dedup_until.is_none_or(|until| SystemTime::now() >= until);
-        if state.count == 0 && msg.only_in_window && window_closed {
+        // A resend relies on WeChat's de-duplication, for its first attempt and its retries.
+        let window_closed = dedup_until.is_none_or(|until| Instant::now() >= until);
+        if msg.only_in_window && window_closed {
             let why = "in flight when a previous run stopped, and its client_msg_id window \
-                       closed before it could be sent again: may or may not have been delivered";
+                       closed before it was answered: may or may not have been delivered";
             let mut o = Outcome::unsent(msg.row, msg.openid.clone(), Status::Unknown, why.into());
+            o.attempts = state.count;
             o.sent_at = msg.first_started;
             return Some((o, false));
         }
@@ -411,7 +422,7 @@ async fn attempt<T: Transport>(
             }
             Err(e @ SendError::Ambiguous(_)) => {
                 outcome.errmsg = e.to_string();
-                if dedup_until.is_some_and(|until| SystemTime::now() < until) {
+                if dedup_until.is_some_and(|until| Instant::now() < until) {
                     // WeChat delivers one message per openid + client_msg_id in the window.
                     Action::Retry
                 } else {
@@ -796,6 +807,25 @@ mod tests {
         assert_eq!(ran.outcomes[1].status, Status::Sent);
         assert_eq!(ran.calls.len(), 1);
         assert_eq!(ran.ledger, ["o2\t1\tstarted"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resend_answered_busy_stays_in_doubt_and_stops_when_its_window_closes() {
+        // Its first request (an earlier run's) may have been delivered: -1 answers now do
+        // not make it "never delivered".
+        let mut resend = message("o1", true);
+        resend.first_started = Some(SystemTime::now() - Duration::from_secs(60));
+        let ran = run_script(vec![resend], 1, |_, _| code(-1)).await;
+        let o = &ran.outcomes[0];
+        assert_eq!((o.status, o.gave_up), (Status::Unknown, true));
+        // Inside the window's last seconds: retries stop when it closes.
+        let mut late = message("o1", true);
+        late.first_started = Some(SystemTime::now() - DEDUP_WINDOW + Duration::from_secs(1));
+        late.only_in_window = true;
+        let ran = run_script(vec![late], 1, |_, _| code(-1)).await;
+        let o = &ran.outcomes[0];
+        assert_eq!(o.status, Status::Unknown);
+        assert!(o.attempts < MAX_ATTEMPTS, "{o:?}");
     }
 
     #[tokio::test(start_paused = true)]

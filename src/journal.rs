@@ -266,6 +266,13 @@ pub fn header(path: &Path) -> Result<Header, Error> {
     })
 }
 
+/// Whether the journal at `path` holds no whole line: a run stopped before its header was
+/// written (and so before any send).
+pub fn is_cut_short(path: &Path) -> Result<bool, Error> {
+    let mut file = File::open(path).map_err(io_at(path))?;
+    Ok(appendfile::whole_lines_len(&mut file).map_err(io_at(path))? == 0)
+}
+
 /// Whether the journal at `path` records any send (a line after its header).
 pub fn records_sends(path: &Path) -> Result<bool, Error> {
     let file = File::open(path).map_err(io_at(path))?;
@@ -311,9 +318,15 @@ pub fn in_doubt(path: &Path, has_outcome: impl Fn(&str) -> bool) -> Result<Vec<I
         }
         // The first start counts: the client_msg_id window opened then.
         let entry = doubt.entry(key(openid)).or_insert_with(|| {
-            // A start in the future is a damaged line (or a clock set back): counted as
-            // now, so the window and the report's time stay sane.
-            let started = (UNIX_EPOCH + Duration::from_millis(at)).min(SystemTime::now());
+            // A start in the future is a damaged line, or the clock was set back: when it
+            // really was is unknown, so it counts as long ago (its client_msg_id window
+            // closed, never a reason to send again).
+            let at = UNIX_EPOCH + Duration::from_millis(at);
+            let started = if at > SystemTime::now() {
+                UNIX_EPOCH
+            } else {
+                at
+            };
             (
                 InDoubt {
                     openid: openid.to_owned(),
@@ -362,21 +375,48 @@ impl Journal {
                 file
             }
             None => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+                if let Some(dir) = dir {
                     std::fs::create_dir_all(dir).map_err(&io_err)?;
                 }
-                let tmp = path.with_extension(format!("journal.{}.tmp", std::process::id()));
-                // A leftover of a crashed run that had this process id.
-                let _ = std::fs::remove_file(&tmp);
-                let made = Self::make_locked(&tmp, &line).and_then(|file| {
-                    std::fs::hard_link(&tmp, path)?;
-                    Ok(file)
-                });
-                let _ = std::fs::remove_file(&tmp);
-                made.map_err(|e| claimed(path, e))?
+                let file = Self::claim(path, &line)?;
+                // The new name is on disk too, not only the file's bytes.
+                appendfile::sync_dir(dir.unwrap_or(Path::new("."))).map_err(&io_err)?;
+                file
             }
         };
         Ok(Journal::over(path, file))
+    }
+
+    /// A new journal at `path` holding `line`, locked: written under a temporary name of
+    /// this run's own, then linked into place, so that no other run ever sees it empty or
+    /// unlocked. Where the file system has no hard links (exFAT, some network shares), it is
+    /// created in place instead (a run that sees it before its header is written treats it
+    /// as cut short, `resume::read`).
+    fn claim(path: &Path, line: &str) -> Result<File, Error> {
+        let io_err = io_at(path);
+        let (tmp, file) = loop {
+            let tmp = path.with_extension(format!("journal.{:016x}.tmp", rand::random::<u64>()));
+            match Self::make_locked(&tmp, line) {
+                Ok(file) => break (tmp, file),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_err(e)),
+            }
+        };
+        let linked = std::fs::hard_link(&tmp, path);
+        // Only the file this run created, whatever happened.
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(file),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(claimed(path)),
+            Err(_) => {
+                drop(file);
+                Self::make_locked(path, line).map_err(|e| match e.kind() {
+                    io::ErrorKind::AlreadyExists => claimed(path),
+                    _ => io_err(e),
+                })
+            }
+        }
     }
 
     /// A new file at `path` holding `line`, locked and synced.
@@ -464,14 +504,19 @@ impl Journal {
     }
 }
 
-fn claimed(path: &Path, e: io::Error) -> Error {
-    if e.kind() != io::ErrorKind::AlreadyExists {
-        return io_at(path)(e);
-    }
-    let pid = File::open(path).ok().and_then(|f| lock_holder(&f));
-    Error::Claimed {
-        path: path.to_owned(),
-        pid,
+/// `path` exists although this run found no journal there: another run created it, unless
+/// it is not a file at all (a dangling link, a directory), which is in the way.
+fn claimed(path: &Path) -> Error {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Error::Claimed {
+            path: path.to_owned(),
+            pid: File::open(path).ok().and_then(|f| lock_holder(&f)),
+        },
+        _ => Error::Invalid {
+            path: path.to_owned(),
+            message: "is in the way: it is not a journal file (a dangling link?); move it away"
+                .into(),
+        },
     }
 }
 
@@ -520,12 +565,12 @@ mod tests {
             .collect();
         assert_eq!(doubt, ["o_1", "o_2", "o_4"]);
 
-        // A start dated in the year 10000 (a damaged line) counts as now.
+        // A start dated in the year 10000 (a damaged line) counts as long ago.
         let mut text = std::fs::read_to_string(&path).unwrap();
         text.push_str("o_6\t6\t253402300800000\n");
         std::fs::write(&path, text).unwrap();
         let late = in_doubt(&path, |o| o != "o_6").unwrap();
-        assert!(late[0].started <= SystemTime::now());
+        assert_eq!(late[0].started, UNIX_EPOCH);
 
         // A changed header is appended and is then the one in force.
         let changed = Header {

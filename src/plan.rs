@@ -100,6 +100,8 @@ pub enum Then {
     ResendUnknown,
     /// `--retry-failed`.
     RetryFailed,
+    /// This run's own default report: `--report` left out.
+    OwnReport,
 }
 
 impl SendPlan {
@@ -111,7 +113,7 @@ impl SendPlan {
     pub fn command(&self, then: Then, limit: Option<u64>) -> String {
         let mut words: Vec<OsString> = vec!["wxpush".into(), "send".into()];
         words.push(self.campaign_arg.clone().into());
-        if let Some(r) = &self.report_arg {
+        if let Some(r) = self.report_arg.as_ref().filter(|_| then != Then::OwnReport) {
             words.extend(["--report".into(), r.clone().into()]);
         }
         if matches!(self.api, Api::InProcess) {
@@ -141,7 +143,7 @@ impl SendPlan {
             words.push("--retry-failed".into());
         }
         match then {
-            Then::Resume | Then::Again | Then::ResumeChanged => {}
+            Then::Resume | Then::Again | Then::ResumeChanged | Then::OwnReport => {}
             Then::Restart => words.push("--restart".into()),
             Then::ResendUnknown => words.push("--resend-unknown".into()),
             Then::RetryFailed => words.push("--retry-failed".into()),
@@ -168,6 +170,12 @@ impl SendPlan {
     /// The `--limit` for the next run after this one recorded `used` recipients: what is
     /// left of this run's limit, or a new batch of the same size once it is used up.
     pub fn next_limit(&self, used: u64) -> Option<u64> {
-        self.limit.map(|n| if used < n { n - used } else { n })
+        next_limit(self.limit, used)
     }
+}
+
+/// What is left of `limit` after `used` recipients, or a new batch of the same size once it
+/// is used up.
+pub fn next_limit(limit: Option<u64>, used: u64) -> Option<u64> {
+    limit.map(|n| if used < n { n - used } else { n })
 }

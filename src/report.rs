@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::appendfile::{self, GroupSync};
@@ -311,11 +311,14 @@ pub fn drop_rows(path: &Path, which: DropRows) -> Result<u64, Error> {
         message: e.to_string(),
     };
     let tmp = path.with_extension("csv.tmp");
+    // Whole lines only: a torn last line is no row (`read`), and is not made one here.
+    let mut file = File::open(path).map_err(io_err)?;
+    let whole = appendfile::whole_lines_len(&mut file).map_err(io_err)?;
+    file.seek(SeekFrom::Start(0)).map_err(io_err)?;
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(false)
-        .from_path(path)
-        .map_err(csv_err)?;
+        .from_reader(file.take(whole));
     let mut w = csv::WriterBuilder::new()
         .flexible(true)
         .from_writer(BufWriter::new(File::create(&tmp).map_err(io_err)?));
@@ -328,7 +331,8 @@ pub fn drop_rows(path: &Path, which: DropRows) -> Result<u64, Error> {
             dropped += 1;
             continue;
         }
-        w.write_record(&rec).map_err(csv_err)?;
+        w.write_record(&rec)
+            .map_err(|e| io_err(io::Error::other(e)))?;
     }
     let file = w.into_inner().map_err(|e| io_err(e.into_error()))?;
     file.into_inner()
@@ -469,10 +473,15 @@ mod tests {
             unknown: true,
             gave_up: false,
         };
+        // A torn last row stays out of the rewritten report.
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("c,sent,,,,1,,,3");
+        std::fs::write(&path, text).unwrap();
         assert_eq!(drop_rows(&path, only_unknown).unwrap(), 1);
         let done = read(&path).unwrap();
         assert_eq!(done.rows, 1);
-        assert!(!done.has_openid("b"));
+        assert!(!done.has_openid("b") && !done.has_openid("c"));
+        assert!(std::fs::read_to_string(&path).unwrap().ends_with('\n'));
     }
 
     #[test]

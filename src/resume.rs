@@ -206,15 +206,18 @@ pub enum Remedy {
     Restart,
     /// `--resume-changed`: continue with the new list.
     ResumeChanged,
+    /// Leave out `--report`: this run's own default report (when `--report` was given).
+    OwnReport,
 }
 
 impl Refusal {
     pub fn remedies(&self) -> &'static [Remedy] {
         match self {
-            Refusal::JournalWithoutReport { .. }
-            | Refusal::ReportWithoutJournal { .. }
-            | Refusal::OtherCampaign { .. } => &[Remedy::Restart],
-            Refusal::OtherApi { .. } => &[],
+            Refusal::JournalWithoutReport { .. } | Refusal::ReportWithoutJournal { .. } => {
+                &[Remedy::Restart]
+            }
+            Refusal::OtherCampaign { .. } => &[Remedy::OwnReport, Remedy::Restart],
+            Refusal::OtherApi { .. } => &[Remedy::OwnReport],
             Refusal::RecipientsChanged { .. } => &[Remedy::ResumeChanged, Remedy::Restart],
         }
     }
@@ -253,7 +256,8 @@ pub fn read(report_path: &Path, lock: Option<&Lock>, opts: Options) -> Result<Fo
     let records_sends = journal::records_sends(path)?;
     let header = match journal::header(path) {
         Ok(h) => Some(h),
-        Err(journal::Error::Invalid { .. }) if !records_sends => None,
+        // Cut short before its header line was whole: a run that stopped as it started.
+        Err(journal::Error::Invalid { .. }) if journal::is_cut_short(path)? => None,
         Err(e) => return Err(e.into()),
     };
     // `unknown` rows that --resend-unknown drops count as without an outcome, so that their
@@ -480,7 +484,8 @@ fn record_unknown(report_path: &Path, unknown: &[InDoubt]) -> Result<(), Error> 
     for d in unknown {
         let why = "in flight when the previous run stopped: may or may not have been delivered";
         let mut o = Outcome::unsent(d.row, d.openid.clone(), Status::Unknown, why.into());
-        o.sent_at = Some(d.started);
+        // A start of unknown date (a damaged journal line) has no time to show.
+        o.sent_at = (d.started != std::time::UNIX_EPOCH).then_some(d.started);
         writer.write(&o)?;
     }
     Ok(writer.finish()?)
@@ -517,6 +522,11 @@ fn set_aside(report: &Path, journal: &Path, now: SystemTime) -> Result<PathBuf, 
     if journal.exists() {
         rename(journal, &aside.with_extension("journal"))?;
     }
+    let dir = report.parent().filter(|d| !d.as_os_str().is_empty());
+    crate::appendfile::sync_dir(dir.unwrap_or(Path::new("."))).map_err(|source| Error::Io {
+        path: report.to_owned(),
+        source,
+    })?;
     Ok(aside)
 }
 
@@ -668,14 +678,18 @@ mod tests {
             (
                 other(|h| h.campaign = "x".into()),
                 "other campaign",
-                &[Remedy::Restart],
+                &[Remedy::OwnReport, Remedy::Restart],
             ),
             (
                 other(|h| h.template_id = "X".into()),
                 "other template",
-                &[Remedy::Restart],
+                &[Remedy::OwnReport, Remedy::Restart],
             ),
-            (other(|h| h.api = "wechat".into()), "other api", &[]),
+            (
+                other(|h| h.api = "wechat".into()),
+                "other api",
+                &[Remedy::OwnReport],
+            ),
             (
                 other(|h| h.recipients = "old".into()),
                 "changed list",

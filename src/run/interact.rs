@@ -5,12 +5,13 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::check::{Validated, describe_kind};
 use crate::Error;
 use crate::dispatch::{Stop, StopReason};
 use crate::outcome::Status;
-use crate::plan::{SendPlan, Then};
+use crate::plan::{SendPlan, Then, next_limit};
 use crate::progress::thousands;
 use crate::report::Tally;
 use crate::resume::{Refusal, Remedy, Start};
@@ -144,12 +145,16 @@ pub(super) fn limit_reached(plan: &SendPlan, left: u64, used: u64) -> String {
 pub(super) fn refused(plan: &SendPlan, why: Refusal) -> Error {
     let mut advice = String::new();
     for remedy in why.remedies() {
+        if *remedy == Remedy::OwnReport && plan.report_arg.is_none() {
+            continue;
+        }
         let (what, then) = match remedy {
             Remedy::Restart => (
                 "to start a fresh report (the old one is kept)",
                 Then::Restart,
             ),
             Remedy::ResumeChanged => ("to continue with the new list", Then::ResumeChanged),
+            Remedy::OwnReport => ("to use this run's own report instead", Then::OwnReport),
         };
         advice.push_str(&format!("\n  {what}: {}", plan.command(then, plan.limit)));
     }
@@ -203,9 +208,6 @@ pub(super) fn aborted(plan: &SendPlan, reason: &StopReason, tally: Option<&Tally
 /// An error after the run changed the report (it may have sent): exit 1 with the resume
 /// command, never the exit 2 that says nothing changed.
 pub(super) fn failed_after_start(plan: &SendPlan, e: Error, tally: Option<&Tally>) -> Error {
-    if e.exit_code() != 2 {
-        return e;
-    }
     let used = tally.map_or(0, Tally::outcomes);
     let sent = tally.map_or(0, |t| t.count(Status::Sent));
     Error::Aborted(format!(
@@ -226,11 +228,19 @@ pub(super) fn changed_meanwhile(plan: &SendPlan) -> Error {
     ))
 }
 
-/// Another run holds (or just claimed) the report: the same command with `--wait`.
+/// Another run holds (or just claimed) the report: resume after it with `--wait`. A
+/// one-off flag of this run is not repeated: what it was meant to act on is the other
+/// run's to change.
 pub(super) fn held_elsewhere(plan: &SendPlan, e: &crate::journal::Error) -> Error {
+    let o = plan.resume;
+    let dropped = if o.restart || o.resend_unknown || o.retry_failed {
+        " (nothing of this run was applied; decide again once it has ended)"
+    } else {
+        ""
+    };
     Error::Aborted(format!(
-        "{e}; to start as soon as it ends: {} --wait",
-        plan.command(Then::Again, plan.limit)
+        "{e}{dropped}; to resume after it as soon as it ends: {} --wait",
+        plan.command(Then::Resume, plan.limit)
     ))
 }
 
@@ -273,10 +283,10 @@ const QUIT_AT_ONCE: i32 = 1;
 /// The first Ctrl-C stops the run gracefully (in-flight requests finish, their outcomes are
 /// recorded); a second one quits at once, leaving the in-flight sends to the next run's
 /// resume, which records them `unknown`.
-pub(super) fn watch_ctrl_c(stop: Arc<Stop>, plan: &SendPlan) {
-    // What this run used of its --limit is not known at a hard quit: a new batch of the same
-    // size is the most the advice can send.
-    let resume = plan.command(Then::Resume, plan.limit);
+pub(super) fn watch_ctrl_c(stop: Arc<Stop>, plan: &SendPlan, recorded: Arc<AtomicU64>) {
+    // The advice of a second press keeps what is left of --limit by then.
+    let limit = plan.limit;
+    let base = plan.command(Then::Resume, None);
     tokio::spawn(async move {
         // One listener for both presses, so a second Ctrl-C is never missed.
         let mut presses = Presses::new();
@@ -288,6 +298,11 @@ pub(super) fn watch_ctrl_c(stop: Arc<Stop>, plan: &SendPlan) {
         );
         stop.trigger(StopReason::Interrupted);
         if presses.next().await {
+            let used = recorded.load(Ordering::Relaxed);
+            let resume = match next_limit(limit, used) {
+                Some(n) => format!("{base} --limit {n}"),
+                None => base,
+            };
             eprintln!(
                 "wxpush: quit at once; the sends in flight are recorded `unknown` by the next \
                  run\n  resume with: {resume}"

@@ -3,6 +3,7 @@
 //! channels between them keep memory flat.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
@@ -38,6 +39,8 @@ pub(super) struct Sending<T> {
     pub ledger: Arc<dyn Ledger>,
     pub settings: Settings,
     pub stop: Arc<Stop>,
+    /// Recipients given an outcome so far (what `--limit` counts), for the Ctrl-C advice.
+    pub recorded: Arc<AtomicU64>,
 }
 
 /// Sends every row of `c` not done in `start` (at most `limit`), writing outcomes through
@@ -53,7 +56,7 @@ pub(super) async fn send<T: Transport>(
 ) -> Result<(Tally, Result<(), Error>), Error> {
     let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
     let (out_tx, out_rx) = mpsc::channel(OUTCOME_QUEUE);
-    let writer = spawn_writer(writer, out_rx, total, via.stop.clone());
+    let writer = spawn_writer(writer, out_rx, total, via.stop.clone(), via.recorded);
     let producer = {
         let (c, out_tx) = (c.clone(), out_tx.clone());
         tokio::task::spawn_blocking(move || {
@@ -82,7 +85,7 @@ pub(super) async fn dry_run(
     total: u64,
 ) -> Result<Tally, Error> {
     let (out_tx, out_rx) = mpsc::channel(OUTCOME_QUEUE);
-    let writer = spawn_writer(writer, out_rx, total, Arc::new(Stop::default()));
+    let writer = spawn_writer(writer, out_rx, total, Arc::default(), Arc::default());
     let c = c.clone();
     let producer =
         tokio::task::spawn_blocking(move || produce(&c, &start, limit, Sink::DryRun, &out_tx));
@@ -171,8 +174,9 @@ fn spawn_writer(
     rx: mpsc::Receiver<Outcome>,
     total: u64,
     stop: Arc<Stop>,
+    recorded: Arc<AtomicU64>,
 ) -> tokio::task::JoinHandle<Result<Tally, Error>> {
-    tokio::task::spawn_blocking(move || write_outcomes(writer, rx, total, &stop))
+    tokio::task::spawn_blocking(move || write_outcomes(writer, rx, total, &stop, &recorded))
 }
 
 /// Appends outcomes as they arrive, flushing after each batch; stops the run if the report
@@ -182,6 +186,7 @@ fn write_outcomes(
     mut rx: mpsc::Receiver<Outcome>,
     total: u64,
     stop: &Stop,
+    recorded: &AtomicU64,
 ) -> Result<Tally, Error> {
     let mut progress = Progress::new(total);
     let result = (|| {
@@ -193,6 +198,7 @@ fn write_outcomes(
                 next = rx.try_recv().ok();
             }
             writer.flush()?;
+            recorded.store(writer.tally().outcomes(), Ordering::Relaxed);
         }
         writer.finish()
     })();

@@ -9,6 +9,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Instant, SystemTime};
 
 use super::check::{self, describe_kind};
@@ -59,9 +60,19 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
                 return Err(interact::held_elsewhere(plan, &e));
             }
             eprintln!("wxpush: {e}: waiting for it to end, then deciding again");
+            let path = journal::path_for(&plan.report);
+            let waited = tokio::task::spawn_blocking(move || Lock::acquire(&path, true))
+                .await
+                .map_err(|e| Error::Aborted(format!("internal task failed: {e}")))??;
+            // Decide again only behind a run that really holds a journal: never a loop.
+            if waited.is_none() {
+                return Err(interact::held_elsewhere(plan, &e));
+            }
+            drop(waited);
             return Box::pin(send(plan)).await;
         }
-        Err(e) => return Err(e.into()),
+        // The actions may have been taken in part: resuming decides again.
+        Err(e) => return Err(interact::failed_after_start(plan, e.into(), None)),
     };
     if let Some(aside) = &opened.set_aside {
         println!("restart: the previous report is now {}", aside.display());
@@ -136,7 +147,8 @@ impl Run {
     ) -> Result<(), Error> {
         let c = &plan.campaign;
         let stop = Arc::new(Stop::default());
-        interact::watch_ctrl_c(stop.clone(), plan);
+        let recorded = Arc::new(AtomicU64::new(0));
+        interact::watch_ctrl_c(stop.clone(), plan, recorded.clone());
         let started = Instant::now();
         let journal = Arc::new(opened.journal);
         let via = Sending {
@@ -149,6 +161,7 @@ impl Run {
                 error_threshold: c.error_threshold,
             },
             stop: stop.clone(),
+            recorded,
         };
         let leftovers = Leftovers::before(&self.start, plan);
         let total = self.to_send + self.v.duplicates_to_report;
@@ -158,8 +171,8 @@ impl Run {
         if let Some(sb) = target.sandbox {
             sb.shutdown().await;
         }
-        let (tally, produced) = sent?;
-        journaled?;
+        let (tally, produced) = sent.map_err(|e| interact::failed_after_start(plan, e, None))?;
+        journaled.map_err(|e| interact::failed_after_start(plan, e.into(), Some(&tally)))?;
         let facts = Facts {
             title: format!("{}: {} → {}", c.name, describe_kind(c.kind), target.base),
             started,
@@ -214,14 +227,16 @@ fn nothing_left(
     lock: Option<Lock>,
 ) -> Result<(), Error> {
     if !start.actions.is_empty() || v.duplicates_to_report > 0 {
-        let mut opened = resume::apply(start, &plan.report, lock, SystemTime::now())?;
-        if v.duplicates_to_report > 0 {
-            // A run stopped between a recipient's last row and its repeats.
-            pipeline::record_skipped(&plan.campaign, &start.done, &mut opened.report)
-                .map_err(|e| interact::failed_after_start(plan, e, None))?;
-        }
-        opened.report.finish()?;
-        opened.journal.finish()?;
+        let record = || -> Result<(), Error> {
+            let mut opened = resume::apply(start, &plan.report, lock, SystemTime::now())?;
+            if v.duplicates_to_report > 0 {
+                // A run stopped between a recipient's last row and its repeats.
+                pipeline::record_skipped(&plan.campaign, &start.done, &mut opened.report)?;
+            }
+            opened.report.finish()?;
+            Ok(opened.journal.finish()?)
+        };
+        record().map_err(|e| interact::failed_after_start(plan, e, None))?;
     }
     println!("nothing left to send: every recipient has a row in the report");
     print!(

@@ -196,6 +196,47 @@ fn a_recipients_file_edited_while_the_question_waits_is_not_sent_unchecked() {
 }
 
 #[test]
+fn a_resend_refused_as_busy_is_never_called_undelivered() {
+    let w = Workdir::new();
+    // Killed with the last 4 requests delivered but unanswered.
+    let (sb, child) = send_until_held(&w, 14, "", 11);
+    child.kill_9();
+    sb.release();
+    // The resume re-sends those 4 (same client_msg_id) to a WeChat that is busy from now on.
+    sb.set_busy(1.0);
+    let run = w.send(&sb, &[]).expect(0);
+    let rows = w.report(REPORT);
+    let status = |s: &str| rows.iter().filter(|r| r["status"] == s).count();
+    assert_eq!(
+        (status("unknown"), status("failed")),
+        (4, 0),
+        "{}",
+        run.stdout
+    );
+    // So nothing is offered to --retry-failed, and a --retry-failed sends nothing.
+    assert!(run.advice(RETRY).is_none(), "{}", run.stdout);
+    sb.heal();
+    w.send(&sb, &["--retry-failed"])
+        .expect(0)
+        .stdout_has("nothing left to send");
+    let s = sb.stats();
+    assert_eq!((s.accepted, s.duplicate_deliveries), (14, 0), "{s:?}");
+}
+
+#[test]
+fn something_in_the_way_of_the_journal_stops_the_run_instead_of_looping() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    generated(&w, 3, "rate: 1000\n");
+    std::fs::create_dir_all(w.path("reports")).unwrap();
+    std::os::unix::fs::symlink("nowhere", w.path("reports/gen.sandbox.journal")).unwrap();
+    w.send(&sb, &["--wait"])
+        .expect(1)
+        .stderr_has("is in the way");
+    assert_eq!(sb.stats().send_requests, 0);
+}
+
+#[test]
 fn a_journal_cut_short_before_its_header_starts_over() {
     let w = Workdir::new();
     let sb = Sandbox::start(Knobs::default());
@@ -218,7 +259,7 @@ fn a_second_run_of_a_report_refuses_at_once_or_waits_for_the_first() {
         w.send(&sb, extra)
             .expect(1)
             .stderr_has(&holder)
-            .stderr_has("to start as soon as it ends: ");
+            .stderr_has("to resume after it as soon as it ends: ");
     }
     let mut waiting = w
         .cmd(&["send", "c.yaml", "--yes", "--wait"])
