@@ -127,6 +127,22 @@ fn refusals() {
     let yaml = w.read("c.yaml");
     w.write("c.yaml", yaml.replace("TPL", "OTHER"));
     wx_snapshot!("refuse_other_campaign", w.send(&sb, &[]).expect(2));
+    // WeChat's report is never a sandbox's: refused before anything leaves this machine.
+    w.write("c.yaml", yaml);
+    wx_snapshot!(
+        "refuse_other_api",
+        w.cmd(&[
+            "send",
+            "c.yaml",
+            "--yes",
+            "--report",
+            "reports/gen.sandbox.csv"
+        ])
+        .env("WXPUSH_API_BASE", "https://wechat.invalid")
+        .env("WXPUSH_SECRET", "x")
+        .run()
+        .expect(2)
+    );
     let w = Workdir::new();
     generated(&w, 3, "rate: 1000\n");
     wx_snapshot!(
