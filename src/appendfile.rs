@@ -41,13 +41,16 @@ pub fn whole_lines_len(file: &mut File) -> io::Result<u64> {
 }
 
 /// Syncs a directory, so that a file just created or renamed in it keeps its name after a
-/// power cut (a no-op where directories cannot be opened).
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+/// power cut. Best effort, as SQLite does it: some file systems (FUSE, network shares)
+/// refuse to open or sync a directory, and that must not stop a run whose files are
+/// already in place.
+pub fn sync_dir(dir: &Path) {
     #[cfg(unix)]
-    File::open(dir)?.sync_all()?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
     #[cfg(not(unix))]
     let _ = dir;
-    Ok(())
 }
 
 /// Sync to disk at least this often while lines arrive: a power cut loses at most about a

@@ -68,9 +68,10 @@ pub struct SendArgs {
     /// Do not ask for confirmation (required when standard input is not a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// If another run is sending with the same report, wait for it to end instead of
-    /// refusing.
-    #[arg(long, conflicts_with = "dry_run")]
+    /// If another run is sending with the same report, wait for it to end, then resume
+    /// after it (not with --restart, --resend-unknown or --retry-failed: they would act on
+    /// what the other run did).
+    #[arg(long, conflicts_with_all = ["dry_run", "restart", "resend_unknown", "retry_failed"])]
     pub wait: bool,
     /// Send to a built-in WeChat emulator on 127.0.0.1 instead of WeChat; needs no AppSecret.
     #[arg(long)]
@@ -283,7 +284,17 @@ mod tests {
             );
         }
         assert!(parse(&["send", "c.yaml", "--dry-run", "--restart"]).is_err());
-        assert!(parse(&["send", "c.yaml", "--dry-run", "--wait"]).is_err());
+        for flag in [
+            "--dry-run",
+            "--restart",
+            "--resend-unknown",
+            "--retry-failed",
+        ] {
+            assert!(
+                parse(&["send", "c.yaml", flag, "--wait"]).is_err(),
+                "{flag}"
+            );
+        }
         assert!(parse(&["send", "c.yaml", "--limit", "0"]).is_err());
     }
 

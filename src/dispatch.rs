@@ -335,14 +335,19 @@ async fn attempt<T: Transport>(
     let mut backoff = Backoff::default();
     let first = Instant::now();
     // WeChat de-duplicates a `client_msg_id` for a while after its first use (perhaps in an
-    // earlier run). Counted on tokio's clock from here on, so paused-time tests see it close.
+    // earlier run). The window is open while both clocks say so: the wall clock counts a
+    // machine's sleep (tokio's monotonic one does not), tokio's lets paused-time tests see
+    // it close.
     let dedup_until = msg.deduplicated.then(|| {
-        let first = msg.first_started.unwrap_or_else(SystemTime::now);
-        let left = (first + DEDUP_WINDOW)
+        let wall = msg.first_started.unwrap_or_else(SystemTime::now) + DEDUP_WINDOW;
+        let left = wall
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO);
-        Instant::now() + left
+        (Instant::now() + left, wall)
     });
+    let window_open = || {
+        dedup_until.is_some_and(|(until, wall)| Instant::now() < until && SystemTime::now() < wall)
+    };
     loop {
         ctx.wait_out_pause().await;
         let permit = tokio::select! {
@@ -369,8 +374,7 @@ async fn attempt<T: Transport>(
             }
         };
         // A resend relies on WeChat's de-duplication, for its first attempt and its retries.
-        let window_closed = dedup_until.is_none_or(|until| Instant::now() >= until);
-        if msg.only_in_window && window_closed {
+        if msg.only_in_window && !window_open() {
             let why = "in flight when a previous run stopped, and its client_msg_id window \
                        closed before it was answered: may or may not have been delivered";
             let mut o = Outcome::unsent(msg.row, msg.openid.clone(), Status::Unknown, why.into());
@@ -422,7 +426,7 @@ async fn attempt<T: Transport>(
             }
             Err(e @ SendError::Ambiguous(_)) => {
                 outcome.errmsg = e.to_string();
-                if dedup_until.is_some_and(|until| Instant::now() < until) {
+                if window_open() {
                     // WeChat delivers one message per openid + client_msg_id in the window.
                     Action::Retry
                 } else {

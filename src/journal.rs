@@ -381,7 +381,7 @@ impl Journal {
                 }
                 let file = Self::claim(path, &line)?;
                 // The new name is on disk too, not only the file's bytes.
-                appendfile::sync_dir(dir.unwrap_or(Path::new("."))).map_err(&io_err)?;
+                appendfile::sync_dir(dir.unwrap_or(Path::new(".")));
                 file
             }
         };

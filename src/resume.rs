@@ -523,10 +523,7 @@ fn set_aside(report: &Path, journal: &Path, now: SystemTime) -> Result<PathBuf, 
         rename(journal, &aside.with_extension("journal"))?;
     }
     let dir = report.parent().filter(|d| !d.as_os_str().is_empty());
-    crate::appendfile::sync_dir(dir.unwrap_or(Path::new("."))).map_err(|source| Error::Io {
-        path: report.to_owned(),
-        source,
-    })?;
+    crate::appendfile::sync_dir(dir.unwrap_or(Path::new(".")));
     Ok(aside)
 }
 

@@ -145,7 +145,8 @@ pub(super) fn limit_reached(plan: &SendPlan, left: u64, used: u64) -> String {
 pub(super) fn refused(plan: &SendPlan, why: Refusal) -> Error {
     let mut advice = String::new();
     for remedy in why.remedies() {
-        if *remedy == Remedy::OwnReport && plan.report_arg.is_none() {
+        let own = crate::plan::default_report(&plan.campaign, plan.run_kind);
+        if *remedy == Remedy::OwnReport && (plan.report_arg.is_none() || own == plan.report) {
             continue;
         }
         let (what, then) = match remedy {
@@ -205,14 +206,35 @@ pub(super) fn aborted(plan: &SendPlan, reason: &StopReason, tally: Option<&Tally
     Error::Aborted(msg)
 }
 
+/// What a run that failed after it started had done, as far as it knows.
+pub(super) enum Done<'a> {
+    /// It had not sent yet.
+    Nothing,
+    /// Its report writer ended: every outcome is counted.
+    Tally(&'a Tally),
+    /// Its report writer failed: this many outcomes were written, more may have been sent.
+    Recorded(u64),
+}
+
 /// An error after the run changed the report (it may have sent): exit 1 with the resume
 /// command, never the exit 2 that says nothing changed.
-pub(super) fn failed_after_start(plan: &SendPlan, e: Error, tally: Option<&Tally>) -> Error {
-    let used = tally.map_or(0, Tally::outcomes);
-    let sent = tally.map_or(0, |t| t.count(Status::Sent));
+pub(super) fn failed_after_start(plan: &SendPlan, e: Error, done: Done) -> Error {
+    let (what, used) = match done {
+        Done::Nothing => ("nothing was sent in this run".to_owned(), 0),
+        Done::Tally(t) => (
+            format!("{} sent in this run", thousands(t.count(Status::Sent))),
+            t.outcomes(),
+        ),
+        Done::Recorded(n) => (
+            format!(
+                "{} recorded in this run (more may have been sent)",
+                recipients(n)
+            ),
+            n,
+        ),
+    };
     Error::Aborted(format!(
-        "run aborted: {e}\n  {} sent in this run of `{}`; resume with: {}",
-        thousands(sent),
+        "run aborted: {e}\n  {what} of `{}`; resume with: {}",
         plan.campaign.name,
         plan.command(Then::Resume, plan.next_limit(used))
     ))

@@ -9,11 +9,11 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 use super::check::{self, describe_kind};
-use super::interact::{self, Leftovers};
+use super::interact::{self, Done, Leftovers};
 use super::pipeline::{self, Sending};
 use crate::Error;
 use crate::dispatch::{Settings, Stop, StopReason};
@@ -72,7 +72,7 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
             return Box::pin(send(plan)).await;
         }
         // The actions may have been taken in part: resuming decides again.
-        Err(e) => return Err(interact::failed_after_start(plan, e.into(), None)),
+        Err(e) => return Err(interact::failed_after_start(plan, e.into(), Done::Nothing)),
     };
     if let Some(aside) = &opened.set_aside {
         println!("restart: the previous report is now {}", aside.display());
@@ -148,6 +148,7 @@ impl Run {
         let c = &plan.campaign;
         let stop = Arc::new(Stop::default());
         let recorded = Arc::new(AtomicU64::new(0));
+        let counted = recorded.clone();
         interact::watch_ctrl_c(stop.clone(), plan, recorded.clone());
         let started = Instant::now();
         let journal = Arc::new(opened.journal);
@@ -171,8 +172,9 @@ impl Run {
         if let Some(sb) = target.sandbox {
             sb.shutdown().await;
         }
-        let (tally, produced) = sent.map_err(|e| interact::failed_after_start(plan, e, None))?;
-        journaled.map_err(|e| interact::failed_after_start(plan, e.into(), Some(&tally)))?;
+        let written = Done::Recorded(counted.load(Ordering::Relaxed));
+        let (tally, produced) = sent.map_err(|e| interact::failed_after_start(plan, e, written))?;
+        journaled.map_err(|e| interact::failed_after_start(plan, e.into(), Done::Tally(&tally)))?;
         let facts = Facts {
             title: format!("{}: {} → {}", c.name, describe_kind(c.kind), target.base),
             started,
@@ -184,7 +186,7 @@ impl Run {
         if let Some(reason) = stop.reason() {
             return Err(interact::aborted(plan, &reason, Some(&tally)));
         }
-        produced.map_err(|e| interact::failed_after_start(plan, e, Some(&tally)))?;
+        produced.map_err(|e| interact::failed_after_start(plan, e, Done::Tally(&tally)))?;
         let used = tally.outcomes();
         if self.to_send < self.v.to_send {
             let left = self.v.to_send - self.to_send;
@@ -236,7 +238,7 @@ fn nothing_left(
             opened.report.finish()?;
             Ok(opened.journal.finish()?)
         };
-        record().map_err(|e| interact::failed_after_start(plan, e, None))?;
+        record().map_err(|e| interact::failed_after_start(plan, e, Done::Nothing))?;
     }
     println!("nothing left to send: every recipient has a row in the report");
     print!(
