@@ -5,12 +5,7 @@
 # Traffic goes only to 127.0.0.1; the run is bounded by N and RATE.
 set -euo pipefail
 n=${1:-10000}; rate=${2:-500}; shift $(( $# >= 2 ? 2 : $# ))
-root=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-bin=$root/target/release/wxpush
-work=$(mktemp -d); trap 'kill $sb 2>/dev/null; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" sandbox --port "$port" "$@" > "$work/sandbox.log" 2>&1 & sb=$!
+source "$(dirname "$0")/sandbox.sh" "$@"
 python3 - "$n" > "$work/people.csv" <<'PY'
 import sys
 print("openid,name,words")
@@ -31,7 +26,6 @@ data:
 rate: $rate
 concurrency: 64
 YAML
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/sandbox/stats" >/dev/null && break; sleep 0.1; done
 echo "# wxpush send (N=$n, rate=$rate, sandbox $*)"
 WXPUSH_API_BASE=http://127.0.0.1:$port WXPUSH_SECRET=sandbox-secret \
   command time -f "client: %e s wall, %U s user, %S s sys, %M KB max RSS" \

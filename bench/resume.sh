@@ -2,17 +2,12 @@
 # How long a resume takes to decide on a big report: a full send of N recipients to the
 # sandbox, then `send` again (read the report and journal under the lock, decide, validate
 # every row: "nothing left to send"), timed, and the same with `--retry-failed`.
-#   bench/resume.sh [N] [RATE]
+#   bench/resume.sh [N] [RATE] [SANDBOX KNOBS...]
 #   bench/resume.sh 1000000 20000
 # Traffic goes only to 127.0.0.1; the run is bounded by N and RATE.
 set -euo pipefail
-n=${1:-100000}; rate=${2:-20000}
-root=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-bin=$root/target/release/wxpush
-work=$(mktemp -d); trap 'kill $sb 2>/dev/null; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" sandbox --port "$port" > "$work/sandbox.log" 2>&1 & sb=$!
+n=${1:-100000}; rate=${2:-20000}; shift $(( $# >= 2 ? 2 : $# ))
+source "$(dirname "$0")/sandbox.sh" "$@"
 python3 - "$n" > "$work/people.csv" <<'PY'
 import sys
 print("openid,name")
@@ -30,7 +25,6 @@ data:
 rate: $rate
 concurrency: 64
 YAML
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/sandbox/stats" >/dev/null && break; sleep 0.1; done
 export WXPUSH_API_BASE=http://127.0.0.1:$port WXPUSH_SECRET=sandbox-secret
 echo "# full send (N=$n, rate=$rate)"
 "$bin" send "$work/bench.yaml" --yes 2>&1 | grep -E 'sent|took'
