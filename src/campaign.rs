@@ -107,6 +107,13 @@ impl Campaign {
     /// Valid settings that probably do not do what the author expects.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.kind == Kind::MiniTemplate {
+            out.push(
+                "WeChat retired the legacy form_id API in 2020 and answers every send with \
+                 45103: use `mini_api: subscribe` (the sandbox still emulates it)"
+                    .to_owned(),
+            );
+        }
         if self.kind != Kind::Official {
             return out;
         }

@@ -286,39 +286,41 @@ pub(crate) fn key_type(key: &str) -> &str {
     key.trim_end_matches(|c: char| c.is_ascii_digit())
 }
 
-/// A CJK ideograph (what the WeChat tables call a Chinese character).
-fn is_chinese(c: char) -> bool {
-    matches!(c,
-        '\u{4E00}'..='\u{9FFF}'
-        | '\u{3400}'..='\u{4DBF}'
-        | '\u{F900}'..='\u{FAFF}'
-        | '\u{20000}'..='\u{2A6DF}'
-        | '\u{2A700}'..='\u{2EBEF}'
-        | '\u{30000}'..='\u{3134F}')
+/// A CJK ideograph (what the WeChat tables call a Chinese character): Unified Ideographs
+/// and extension A, the compatibility ideographs, and planes 2 and 3.
+pub(crate) fn is_chinese(c: char) -> bool {
+    let u = c as u32;
+    (0x3400..=0x4DBF).contains(&u)
+        || (0x4E00..=0x9FFF).contains(&u)
+        || (0xF900..=0xFAFF).contains(&u)
+        || (0x20000..=0x2FA1F).contains(&u)
+        || (0x30000..=0x323AF).contains(&u)
 }
 
 /// Whether a non-empty `value` satisfies the rule of subscribe key type `ty`
-/// (wechat-api.md §4.2). Lengths count Unicode scalar values.
+/// (wechat-api.md §4.2). Written apart from the client's `wechat::fields` on purpose: the
+/// two are compared on a shared table, so a client bug cannot hide in a shared helper.
 pub(crate) fn subscribe_value_ok(ty: &str, value: &str) -> bool {
     let len = value.chars().count();
     match ty {
-        "thing" => len <= 20,
-        "number" => {
-            len <= 32
-                && value.chars().filter(|&c| c == '.').count() <= 1
-                && value.chars().any(|c| c.is_ascii_digit())
-                && value.chars().all(|c| c.is_ascii_digit() || c == '.')
-        }
+        "thing" | "const" => len <= 20,
+        "short_thing" => len <= 5,
+        "number" => len <= 32 && decimal(value),
         "letter" => len <= 32 && value.chars().all(|c| c.is_ascii_alphabetic()),
-        "symbol" => len <= 5 && value.chars().all(|c| !c.is_alphanumeric()),
+        "symbol" => {
+            len <= 5
+                && value
+                    .chars()
+                    .all(|c| !c.is_alphanumeric() && !c.is_whitespace())
+        }
         "character_string" => len <= 32 && !value.chars().any(is_chinese),
         "phone_number" => {
             len <= 17
                 && value
                     .chars()
-                    .all(|c| c.is_ascii_digit() || c.is_ascii_punctuation() || c == ' ')
+                    .all(|c| c.is_ascii_digit() || c.is_ascii_punctuation())
         }
-        "car_number" => len <= 8,
+        "car_number" => len <= 8 && plate(value),
         "name" => {
             if value.chars().any(is_chinese) {
                 len <= 10
@@ -327,8 +329,154 @@ pub(crate) fn subscribe_value_ok(ty: &str, value: &str) -> bool {
             }
         }
         "phrase" => len <= 5 && value.chars().all(is_chinese),
-        // time, date, amount, enum, const, unknown types: only non-empty.
+        "time" => either(value, |p| moment(p, false)),
+        "date" => either(value, |p| moment(p, true)),
+        "amount" => money(value),
+        // enum, enum_string and unknown types: only non-empty.
         _ => true,
+    }
+}
+
+/// Digits, optionally a point followed by more digits.
+fn decimal(v: &str) -> bool {
+    let mut seen_point = false;
+    let mut run = 0;
+    for b in v.bytes() {
+        match b {
+            b'0'..=b'9' => run += 1,
+            b'.' if !seen_point && run > 0 => {
+                seen_point = true;
+                run = 0;
+            }
+            _ => return false,
+        }
+    }
+    run > 0
+}
+
+/// First and last letter/digit or Chinese, everything between letters and digits.
+fn plate(v: &str) -> bool {
+    let n = v.chars().count();
+    n >= 2
+        && v.chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_alphanumeric() || ((i == 0 || i == n - 1) && is_chinese(c)))
+}
+
+/// Optional currency sign, digits (≤ 10 before the point), optional `元`.
+fn money(v: &str) -> bool {
+    let mut rest = v.strip_suffix('元').unwrap_or(v);
+    for sign in ["¥", "￥", "$", "€", "£", "₩", "₹", "₽"] {
+        if let Some(r) = rest.strip_prefix(sign) {
+            rest = r;
+            break;
+        }
+    }
+    let before_point = rest.find('.').unwrap_or(rest.len());
+    decimal(rest) && before_point <= 10
+}
+
+/// A moment, or two joined by `~`.
+fn either(v: &str, one: impl Fn(&str) -> bool) -> bool {
+    let halves: Vec<&str> = v.split('~').map(str::trim).collect();
+    matches!(halves.len(), 1 | 2) && halves.iter().all(|h| one(h))
+}
+
+/// `[day] [clock]` with a day when `day_needed`, a clock otherwise (both allowed).
+fn moment(p: &str, day_needed: bool) -> bool {
+    let words: Vec<&str> = p.split(' ').collect();
+    match words[..] {
+        [w] if w.contains(':') => !day_needed && clock(w),
+        [w] => day_needed && day(w),
+        [d, c] => day(d) && clock(c),
+        _ => false,
+    }
+}
+
+/// `2019年10月1日`, `2019-10-01`, `2019/10/1`.
+fn day(d: &str) -> bool {
+    let cn = d.ends_with('日') && d.contains('年') && d.contains('月');
+    let fields: Vec<&str> = if cn {
+        d.trim_end_matches('日').split(['年', '月']).collect()
+    } else {
+        d.split(['-', '/']).collect()
+    };
+    let within = |s: &str, lo: u32, hi: u32, width: std::ops::RangeInclusive<usize>| {
+        width.contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && s.parse::<u32>().is_ok_and(|n| n >= lo && n <= hi)
+    };
+    fields.len() == 3
+        && within(fields[0], 1000, 9999, 4..=4)
+        && within(fields[1], 1, 12, 1..=2)
+        && within(fields[2], 1, 31, 1..=2)
+}
+
+/// `H:MM` or `HH:MM`, with optional `:SS`.
+fn clock(c: &str) -> bool {
+    let f: Vec<&str> = c.split(':').collect();
+    let ok = |s: &str, hi: u32, width: std::ops::RangeInclusive<usize>| {
+        width.contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && s.parse::<u32>().is_ok_and(|n| n <= hi)
+    };
+    matches!(f.len(), 2 | 3)
+        && ok(f[0], 23, 1..=2)
+        && ok(f[1], 59, 2..=2)
+        && f.get(2).is_none_or(|s| ok(s, 59, 2..=2))
+}
+
+/// The differential test: the client's rules and this oracle against one table of values.
+/// It is the only place the sandbox's code meets the client's, and only in tests.
+#[cfg(test)]
+mod value_rules_agree {
+    use super::{is_chinese, is_hex_color, subscribe_value_ok};
+    use crate::wechat::fields;
+
+    const TABLE: &str = include_str!("../../tests/data/value-rules.tsv");
+
+    #[test]
+    fn client_and_sandbox_agree_with_the_table() {
+        let mut rows = 0;
+        let mut wrong = Vec::new();
+        for line in TABLE
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let f: Vec<&str> = line.split('\t').collect();
+            let [ty, value, valid, why] = f[..] else {
+                panic!("not 4 columns: {line:?}");
+            };
+            let want = match valid {
+                "yes" => true,
+                "no" => false,
+                other => panic!("valid? is yes or no, not {other:?}"),
+            };
+            let client = fields::check(&format!("{ty}1"), value);
+            let sandbox = subscribe_value_ok(ty, value);
+            if client.is_ok() != want || sandbox != want {
+                wrong.push(format!(
+                    "{ty} {value:?} ({why}): table {valid}, client {client:?}, sandbox {sandbox}"
+                ));
+            }
+            rows += 1;
+        }
+        assert!(rows >= 80, "{rows} rows");
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn chinese_and_colours_are_the_same_sets_on_both_sides() {
+        for c in [
+            '中', '㐀', '鿿', '豈', '𠮷', '𰀀', 'a', '1', '，', '。', 'ア', '한',
+        ] {
+            assert_eq!(fields::is_chinese(c), is_chinese(c), "{c}");
+        }
+        for c in [
+            "#173177", "#ABCDEF", "#abcdeg", "173177", "#1731777", "#FFF",
+        ] {
+            assert_eq!(crate::campaign::is_color(c), is_hex_color(c), "{c}");
+        }
     }
 }
 

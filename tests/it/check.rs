@@ -187,3 +187,71 @@ fn missing_secret_exits_2_and_sends_nothing() {
         .stderr_has("WXPUSH_SECRET is not set");
     sb.expect_no_requests();
 }
+
+/// Every typed key, a valid and an invalid row each: `check` lists every invalid row with
+/// its field, sends nothing; the valid rows alone are sent and the sandbox accepts them all.
+#[test]
+fn every_typed_key_is_checked_before_anything_is_sent() {
+    let keys = [
+        (
+            "thing1",
+            "商品已发货",
+            "一二三四五六七八九十一二三四五六七八九十一",
+        ),
+        ("number2", "12.5", "1.2.3"),
+        ("letter3", "abc", "abc1"),
+        ("symbol4", "#@!", "# @"),
+        ("character_string5", "SO-1", "订单1"),
+        ("time6", "2019年10月1日 15:01", "明天下午"),
+        ("date7", "2019-10-01", "明天"),
+        ("amount8", "¥99.00", "十二元"),
+        ("phone_number9", "+86-0766-66888866", "138 0013 8000"),
+        ("car_number10", "粤A8Z888挂", "粤中12345"),
+        ("name11", "张三", "一二三四五六七八九十一"),
+        ("phrase12", "配送中", "shipped"),
+    ];
+    let mut yaml = String::from(
+        "name: t\ntarget: mini\nappid: wx0123456789abcdef\ntemplate_id: TPL\n\
+         recipients: people.csv\ndata:\n",
+    );
+    let mut header = String::from("openid");
+    for (key, _, _) in &keys {
+        yaml.push_str(&format!("  {key}: \"{{{{ {key} }}}}\"\n"));
+        header.push_str(&format!(",{key}"));
+    }
+    let good: Vec<&str> = keys.iter().map(|k| k.1).collect();
+    let mut csv = format!("{header}\no_good,{}\n", good.join(","));
+    // Row i+2 breaks key i only.
+    for (i, (_, _, bad)) in keys.iter().enumerate() {
+        let mut row = good.clone();
+        row[i] = bad;
+        csv.push_str(&format!("o_bad_{i},{}\n", row.join(",")));
+    }
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    w.write("c.yaml", &yaml);
+    w.write("people.csv", &csv);
+    let run = w.cmd(&["check", "c.yaml"]).against(&sb).run().expect(2);
+    for (i, (key, _, _)) in keys.iter().enumerate().take(10) {
+        let row = i + 2;
+        assert!(
+            run.stderr
+                .contains(&format!("row {row} (line {}), field `data.{key}`", row + 1)),
+            "row {row} {key}:\n{}",
+            run.stderr
+        );
+    }
+    assert!(
+        run.stderr.contains("… and 2 more invalid rows"),
+        "{}",
+        run.stderr
+    );
+    sb.expect_no_requests();
+    // The valid row alone: sent, and WeChat's emulator agrees it is valid.
+    w.write(
+        "people.csv",
+        format!("{header}\no_good,{}\n", good.join(",")),
+    );
+    w.send(&sb, &[]).expect(0);
+    assert_all_sent_once(&w, &sb, 1, "reports/t.sandbox.csv");
+}
