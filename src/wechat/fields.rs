@@ -2,7 +2,7 @@
 //! value WeChat would reject with 47003 is caught before the first send (wechat-api.md §2.1,
 //! §4.2). Untyped keys of history templates (`first`, `keyword1`, `remark`) have no rule.
 //!
-//! One table, [`RULES`]: each type's longest value and what it may hold. The content is
+//! One table, `RULES`: each type's longest value and what it may hold. The content is
 //! checked before the length, so that a value of the wrong kind is told so ("only Chinese
 //! characters") rather than that it is too long. The sandbox keeps its own implementation (it
 //! is an oracle); a shared table of values (`tests/data/value-rules.tsv`) pins the two to each
