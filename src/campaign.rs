@@ -450,6 +450,14 @@ impl Validator<'_> {
         if secret_env.is_empty() || secret_env.contains(['=', '\0']) {
             return Err(self.err("secret_env", "must name an environment variable"));
         }
+        // An AppSecret is 32 hex digits; a variable name never looks like one. Never echoed.
+        if secret_env.len() == 32 && secret_env.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(self.err(
+                "secret_env",
+                "this looks like the AppSecret itself; put it in an environment variable \
+                 (export WXPUSH_SECRET=…) and name the variable here, or leave `secret_env` out",
+            ));
+        }
 
         let template_id = raw
             .template_id

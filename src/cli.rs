@@ -203,6 +203,15 @@ fn remote_api(c: &campaign::Campaign) -> Result<Api, Error> {
     let base = from_env
         .clone()
         .unwrap_or_else(|| wechat::DEFAULT_API_BASE.to_owned());
+    let is_url = ["http://", "https://"]
+        .iter()
+        .any(|s| base.to_ascii_lowercase().starts_with(s) && base.len() > s.len());
+    if !is_url {
+        return Err(Error::Usage(format!(
+            "{API_BASE_ENV}={base}: not a URL; it is the API base, like {} (or leave it unset)",
+            wechat::DEFAULT_API_BASE
+        )));
+    }
     if !wechat::is_safe_base(&base) {
         return Err(Error::Usage(format!(
             "{API_BASE_ENV}={base}: the AppSecret and tokens would cross the network unencrypted; \
@@ -211,7 +220,13 @@ fn remote_api(c: &campaign::Campaign) -> Result<Api, Error> {
     }
     let secret = match std::env::var(&c.secret_env) {
         Ok(s) if !s.trim().is_empty() => Secret::new(s.trim().to_owned()),
-        _ => {
+        Ok(_) => {
+            return Err(Error::Usage(format!(
+                "the environment variable {} is empty: it must hold the AppSecret of {}",
+                c.secret_env, c.appid
+            )));
+        }
+        Err(_) => {
             return Err(Error::Usage(format!(
                 "the environment variable {} is not set: it must hold the AppSecret of {} \
                  (or try the built-in emulator with --sandbox)",

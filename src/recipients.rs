@@ -70,6 +70,10 @@ pub struct Recipients {
     record: StringRecord,
     row: u64,
     seen: HashSet<u128>,
+    /// Added to the csv crate's line numbers: 1 for a file with CRLF line ends (Excel on
+    /// Windows), where csv 1.4 counts each record's line one short (the position it reports
+    /// is the LF of the previous CRLF).
+    line_offset: u64,
 }
 
 /// The key the de-duplication sets store for an openid: xxh3-128, so a million recipients
@@ -93,6 +97,8 @@ impl Recipients {
             .take(SNIFF_BYTES as u64)
             .read_to_end(&mut head)
             .map_err(io_err)?;
+        let first_line_end = head.iter().position(|&b| b == b'\n');
+        let crlf = first_line_end.is_some_and(|i| i > 0 && head[i - 1] == b'\r');
         let encoding = sniff(&head).ok_or_else(|| Error::Header {
             path: path.to_owned(),
             message: "is neither UTF-8 nor GB18030 text; save it as \"CSV UTF-8\"".into(),
@@ -162,6 +168,7 @@ impl Recipients {
             record: StringRecord::new(),
             row: 0,
             seen: HashSet::new(),
+            line_offset: u64::from(crlf),
         })
     }
 
@@ -192,7 +199,7 @@ impl Recipients {
             Err(e) => return Some(Err(self.csv_error(e))),
         }
         self.row += 1;
-        let line = self.record.position().map_or(0, |p| p.line());
+        let line = self.record.position().map_or(0, |p| p.line()) + self.line_offset;
         let openid = self.record.get(self.openid).unwrap_or("").trim();
         if openid.is_empty() {
             return Some(Err(self.row_error(line, "`openid` is empty".into())));
@@ -226,7 +233,7 @@ impl Recipients {
     }
 
     fn csv_error(&mut self, e: csv::Error) -> Error {
-        let line = e.position().map_or(0, |p| p.line());
+        let line = e.position().map_or(0, |p| p.line()) + self.line_offset;
         let row = self.row + 1;
         let message = match e.kind() {
             csv::ErrorKind::UnequalLengths {
@@ -331,6 +338,25 @@ mod tests {
         assert!(r.next_row().unwrap().is_ok());
         let e = r.next_row().unwrap().unwrap_err().to_string();
         assert!(e.contains("row 2 (line 3): `openid` is empty"), "{e}");
+    }
+
+    #[test]
+    fn crlf_files_name_the_right_line() {
+        for (ends, what) in [("\n", "LF"), ("\r\n", "CRLF")] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("p.csv");
+            let text = ["openid,name", "o_1,a", ",b", "o_3,c,extra"].join(ends) + ends;
+            std::fs::write(&path, text).unwrap();
+            let mut r = Recipients::open(&path, &[]).unwrap();
+            let Some(Ok(Row::New(first))) = r.next_row() else {
+                panic!("{what}: row 1")
+            };
+            assert_eq!(first.line, 2, "{what}");
+            let e = r.next_row().unwrap().unwrap_err().to_string();
+            assert!(e.contains("row 2 (line 3)"), "{what}: {e}");
+            let e = r.next_row().unwrap().unwrap_err().to_string();
+            assert!(e.contains("row 3 (line 4)"), "{what}: {e}");
+        }
     }
 
     #[test]

@@ -255,3 +255,37 @@ fn every_typed_key_is_checked_before_anything_is_sent() {
     w.send(&sb, &[]).expect(0);
     assert_all_sent_once(&w, &sb, 1, "reports/t.sandbox.csv");
 }
+
+/// Mistakes about the secret and the API base: each named plainly, exit 2, nothing sent, and
+/// an AppSecret pasted where a variable name belongs is never echoed.
+#[test]
+fn secret_and_api_base_mistakes_are_named_plainly() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    w.write("people.csv", PEOPLE);
+    let pasted = "0123456789abcdef0123456789abcdef";
+    w.write("c.yaml", format!("{GOOD}secret_env: {pasted}\n"));
+    let run = w.cmd(&["check", "c.yaml"]).run().expect(2);
+    assert!(
+        run.stderr.contains("looks like the AppSecret itself"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(pasted), "echoed: {}", run.stderr);
+    w.write("c.yaml", GOOD);
+    w.cmd(&["send", "c.yaml", "--yes"])
+        .env("WXPUSH_API_BASE", &sb.url())
+        .env("WXPUSH_SECRET", "")
+        .run()
+        .expect(2)
+        .stderr_has("WXPUSH_SECRET is empty");
+    for bad in ["not a url", "ftp://x"] {
+        w.cmd(&["send", "c.yaml", "--yes"])
+            .env("WXPUSH_API_BASE", bad)
+            .env("WXPUSH_SECRET", "x")
+            .run()
+            .expect(2)
+            .stderr_has("not a URL");
+    }
+    sb.expect_no_requests();
+}
