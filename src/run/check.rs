@@ -95,15 +95,15 @@ pub(super) fn check(c: &Campaign) -> Result<(), Error> {
     warn(c);
     let v = validate(c, None)?;
     let secs = v.recipients.div_ceil(u64::from(c.rate));
-    println!("{}: valid", c.path.display());
-    println!("  {}, template {}", describe_kind(c.kind), c.template_id);
-    println!(
+    say!("{}: valid", c.path.display());
+    say!("  {}, template {}", describe_kind(c.kind), c.template_id);
+    say!(
         "  {} rows: {} recipients, {} repeated openids (reported skipped, sent once)",
         thousands(v.rows),
         thousands(v.recipients),
         thousands(v.duplicates)
     );
-    println!(
+    say!(
         "  at {}/s a full send takes about {}",
         c.rate,
         humantime::format_duration(std::time::Duration::from_secs(secs))
@@ -120,10 +120,10 @@ pub(super) fn preview(c: &Campaign, limit: u64) -> Result<(), Error> {
         let Row::New(r) = row? else { continue };
         let msg = renderer.render(&r)?;
         shown += 1;
-        println!("── message {shown} · row {} · {} ──", r.row, r.openid);
-        print!("{}", readable(&msg));
+        say!("── message {shown} · row {} · {} ──", r.row, r.openid);
+        say_raw!("{}", readable(&msg));
     }
-    println!(
+    say!(
         "(run `wxpush check {}` to validate every row)",
         c.path.display()
     );

@@ -22,12 +22,12 @@ use crate::wechat::errcode;
 pub(super) fn announce(plan: &SendPlan, start: &Start, v: &Validated) {
     let report = plan.report.display();
     if start.sets_aside() {
-        println!(
+        say!(
             "restart: a fresh report; the current {report} is kept under a new name once \
              sending starts"
         );
         if start.aside_sent > 0 {
-            println!(
+            say!(
                 "restart: {} already got this message (sent in that report) and will get it \
                  again",
                 recipients(start.aside_sent)
@@ -35,7 +35,7 @@ pub(super) fn announce(plan: &SendPlan, start: &Start, v: &Validated) {
         }
     }
     if let Some(rows) = start.previous_rows {
-        println!(
+        say!(
             "resuming: {} of {} recipients done ({} rows in {report})",
             thousands(v.recipients - v.to_send),
             thousands(v.recipients),
@@ -48,21 +48,21 @@ pub(super) fn announce(plan: &SendPlan, start: &Start, v: &Validated) {
             (true, false) => "`unknown`",
             _ => "`failed` after their last retry",
         };
-        println!(
+        say!(
             "{} recipients recorded {which} will be sent again",
             thousands(start.dropped)
         );
     }
     let unknown = start.unknown().len() as u64;
     if unknown > 0 {
-        println!(
+        say!(
             "{} sends were in flight when the previous run stopped: recorded `unknown` (they \
              may have been delivered)",
             thousands(unknown)
         );
     }
     if !start.resend.is_empty() && !plan.resume.resend_unknown {
-        println!(
+        say!(
             "{} sends were in flight when the previous run stopped: sending them again with the \
              same client_msg_id, so WeChat delivers each at most once",
             thousands(start.resend.len() as u64)
@@ -277,7 +277,7 @@ pub(super) fn confirm(plan: &SendPlan, n: u64, base: &str) -> Result<(), Error> 
         plan.rate
     );
     if plan.yes {
-        println!("{question} yes (--yes)");
+        say!("{question} yes (--yes)");
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {

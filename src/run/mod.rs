@@ -9,6 +9,23 @@
 //!   refusals, aborts and the advice (each an exact command from the plan).
 //! - `sandbox`: `wxpush sandbox`.
 
+/// `println!` that a closed pipe (`wxpush preview … | head`) cannot turn into a panic: the
+/// line is dropped, and the run goes on to its normal end and exit code.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` with [`say!`]'s closed-pipe behaviour.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod check;
 mod interact;
 mod pipeline;

@@ -10,13 +10,13 @@ pub async fn serve(addr: SocketAddr, knobs: Knobs) -> Result<(), Error> {
     let sb = Sandbox::start(addr, knobs)
         .await
         .map_err(|e| Error::Usage(format!("cannot listen on {addr}: {e}")))?;
-    println!("wxpush sandbox: a WeChat API emulator on {}", sb.base_url());
-    println!("  send to it with:");
-    println!(
+    say!("wxpush sandbox: a WeChat API emulator on {}", sb.base_url());
+    say!("  send to it with:");
+    say!(
         "    {API_BASE_ENV}={} WXPUSH_SECRET={SANDBOX_SECRET} wxpush send CAMPAIGN.yaml",
         sb.base_url(),
     );
-    println!(
+    say!(
         "  counters: {}/sandbox/stats   Ctrl-C stops it",
         sb.base_url()
     );

@@ -75,7 +75,7 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
         Err(e) => return Err(interact::failed_after_start(plan, e.into(), Done::Nothing)),
     };
     if let Some(aside) = &opened.set_aside {
-        println!("restart: the previous report is now {}", aside.display());
+        say!("restart: the previous report is now {}", aside.display());
     }
     let run = Run {
         start,
@@ -182,7 +182,7 @@ impl Run {
             rate_limit: plan.rate,
             report: &plan.report,
         };
-        print!("{}", progress::summary(&tally, &facts));
+        say_raw!("{}", progress::summary(&tally, &facts));
         if let Some(reason) = stop.reason() {
             return Err(interact::aborted(plan, &reason, Some(&tally)));
         }
@@ -190,9 +190,9 @@ impl Run {
         let used = tally.outcomes();
         if self.to_send < self.v.to_send {
             let left = self.v.to_send - self.to_send;
-            print!("{}", interact::limit_reached(plan, left, used));
+            say_raw!("{}", interact::limit_reached(plan, left, used));
         }
-        print!(
+        say_raw!(
             "{}",
             leftovers.plus(&tally).advice(plan, plan.next_limit(used))
         );
@@ -240,8 +240,8 @@ fn nothing_left(
         };
         record().map_err(|e| interact::failed_after_start(plan, e, Done::Nothing))?;
     }
-    println!("nothing left to send: every recipient has a row in the report");
-    print!(
+    say!("nothing left to send: every recipient has a row in the report");
+    say_raw!(
         "{}",
         Leftovers::before(start, plan).advice(plan, plan.limit)
     );
@@ -310,7 +310,7 @@ async fn dry_run(plan: &SendPlan) -> Result<(), Error> {
         rate_limit: plan.rate,
         report: &plan.report,
     };
-    print!("{}", progress::summary(&tally, &facts));
-    println!("  the payload column holds each exact JSON body");
+    say_raw!("{}", progress::summary(&tally, &facts));
+    say!("  the payload column holds each exact JSON body");
     Ok(())
 }

@@ -289,3 +289,18 @@ fn secret_and_api_base_mistakes_are_named_plainly() {
     }
     sb.expect_no_requests();
 }
+
+/// `wxpush preview … | head`: a reader that goes away ends the output, not in a panic.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::io::Read;
+    let w = Workdir::new();
+    // Far more output than a pipe buffers (64 KiB), so writes meet the closed pipe.
+    generated(&w, 3000, "");
+    let mut child = w.cmd(&["preview", "c.yaml", "--limit", "3000"]).spawn();
+    let mut first = [0u8; 16];
+    child.stdout().read_exact(&mut first).unwrap();
+    child.close_stdout();
+    let run = child.wait().expect(0);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}

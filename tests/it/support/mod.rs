@@ -300,6 +300,19 @@ impl Child {
         self.child.id()
     }
 
+    /// The child's standard output, to read as it comes.
+    pub fn stdout(&mut self) -> &mut std::process::ChildStdout {
+        self.child
+            .stdout
+            .as_mut()
+            .expect("spawned with a piped stdout")
+    }
+
+    /// Closes the reading end of its standard output, as `head` does when it has enough.
+    pub fn close_stdout(&mut self) {
+        drop(self.child.stdout.take());
+    }
+
     /// SIGKILL: the process gets no chance to clean up.
     pub fn kill_9(mut self) {
         self.child.kill().expect("kill -9");
