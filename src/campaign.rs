@@ -231,19 +231,11 @@ struct RawTemplate {
     data: Option<IndexMap<String, RawField>>,
 }
 
+/// One `data` field as written: a string, or `{ value, color }`. Kept as YAML until
+/// [`Validator::field`], which says what is wrong with anything else at the field's own line.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum RawField {
-    Plain(String),
-    Full(FullField),
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FullField {
-    value: String,
-    color: Option<String>,
-}
+#[serde(transparent)]
+struct RawField(serde_yaml::Value);
 
 /// Reads, merges and validates the campaign at `path`.
 pub fn load(path: &Path) -> Result<Campaign, Error> {
@@ -613,20 +605,91 @@ impl Validator<'_> {
                 "a field name is letters, digits and `_` (the name inside {{name.DATA}})",
             ));
         }
-        Ok(match field {
-            RawField::Plain(value) => FieldSpec { value, color: None },
-            RawField::Full(FullField { value, color }) => {
-                if let Some(c) = &color
-                    && !is_color(c)
-                {
-                    return Err(self.err(
-                        &format!("data.{key}.color"),
-                        format!("`{c}` is not a colour like #173177 (# and 6 hex digits)"),
-                    ));
+        use serde_yaml::Value;
+        let at = format!("data.{key}");
+        let (value, color) = match field.0 {
+            Value::String(value) => (value, None),
+            Value::Mapping(m) => {
+                let mut value = None;
+                let mut color = None;
+                for (k, v) in m {
+                    let name = k.as_str().unwrap_or_default().to_owned();
+                    let text = match v {
+                        Value::String(s) => s,
+                        other => {
+                            let e = self.not_a_string(&format!("{at}.{name}"), &other);
+                            return Err(e);
+                        }
+                    };
+                    match name.as_str() {
+                        "value" => value = Some(text),
+                        "color" => color = Some(text),
+                        _ => {
+                            let hint = nearest(&name, &["value", "color"])
+                                .map(|n| format!(" (did you mean `{n}`?)"))
+                                .unwrap_or_default();
+                            return Err(self.err(
+                                &at,
+                                format!(
+                                    "unknown key `{name}`{hint}; a field has `value` and `color`"
+                                ),
+                            ));
+                        }
+                    }
                 }
-                FieldSpec { value, color }
+                let Some(value) = value else {
+                    return Err(self.err(&at, "has no `value`"));
+                };
+                (value, color)
             }
-        })
+            other => return Err(self.not_a_string(&at, &other)),
+        };
+        if let Some(c) = &color
+            && !is_color(c)
+        {
+            return Err(self.err(
+                &format!("{at}.color"),
+                format!("`{c}` is not a colour like #173177 (# and 6 hex digits)"),
+            ));
+        }
+        Ok(FieldSpec { value, color })
+    }
+
+    /// A field (or its `value`/`color`) that YAML read as something other than text: say
+    /// what it is, and how to write it as text, in the user's own characters.
+    fn not_a_string(&self, at: &str, v: &serde_yaml::Value) -> Error {
+        use serde_yaml::Value;
+        let written = key_line(self.src, at)
+            .and_then(|l| self.src.lines().nth(l - 1))
+            .and_then(|l| l.split_once(':').map(|(_, v)| v.trim().to_owned()))
+            // Inside `{ … }` the line holds more than this value: show the value itself.
+            .filter(|w| !w.is_empty() && !w.starts_with('{'))
+            .or_else(|| match v {
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            });
+        match v {
+            Value::Number(_) | Value::Bool(_) => {
+                let w = written.unwrap_or_else(|| "…".into());
+                self.err(
+                    at,
+                    format!("is a YAML number or boolean; quote it (\"{w}\") so it is sent exactly as written"),
+                )
+            }
+            Value::Null => self.err(
+                at,
+                "is empty; give it a value (a string, in quotes if it has `{` or `:`)",
+            ),
+            Value::Sequence(_) => self.err(
+                at,
+                "is a list; a field is a string, or { value: \"…\", color: \"#RRGGBB\" }",
+            ),
+            _ => self.err(
+                at,
+                "is not a string; a field is a string, or { value: \"…\", color: \"#RRGGBB\" }",
+            ),
+        }
     }
 }
 

@@ -33,6 +33,24 @@ fn preview_shows_rendered_fields() {
 #[test]
 fn bad_inputs_exit_2_name_the_culprit_and_send_nothing() {
     let cases: &[(&str, &str, &str, &[&str])] = &[
+        (
+            "a number as a field",
+            &format!("{GOOD}  keyword1: 99.00\n"),
+            PEOPLE,
+            &["c.yaml:8", "`data.keyword1`", "quote it (\"99.00\")"],
+        ),
+        (
+            "a misspelled field key",
+            &format!("{GOOD}  keyword1: {{ value: x, colour: \"#173177\" }}\n"),
+            PEOPLE,
+            &["c.yaml:8", "unknown key `colour` (did you mean `color`?)"],
+        ),
+        (
+            "a list as a field",
+            &format!("{GOOD}  keyword1: [x, \"#173177\"]\n"),
+            PEOPLE,
+            &["c.yaml:8", "`data.keyword1`: is a list"],
+        ),
         ("malformed yaml", "name: [t\n", PEOPLE, &["c.yaml:"]),
         (
             "unknown key",
