@@ -5,7 +5,7 @@
 //! row (target-specific keys, colours, static URLs). Template *strings* stay strings here: they
 //! are compiled by `render`, which also knows the CSV columns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -270,6 +270,16 @@ fn parse<T: serde::de::DeserializeOwned + Default>(
             message: "the file is empty".into(),
         });
     }
+    if let Some((key, first, again)) = repeated_key(src) {
+        return Err(Error::Invalid {
+            path: path.to_owned(),
+            line: Some(again),
+            message: format!(
+                "`{key}` is given twice, on lines {first} and {again}; keep one (YAML would \
+                 silently use the last)"
+            ),
+        });
+    }
     serde_yaml::from_str(src).map_err(|e| {
         let line = e.location().map(|l| l.line());
         let mut message = e.to_string();
@@ -290,6 +300,44 @@ fn parse<T: serde::de::DeserializeOwned + Default>(
             message,
         }
     })
+}
+
+/// A key given twice at the top level or directly under `data:` (block style, as campaign
+/// files are written): its path and both lines.
+fn repeated_key(src: &str) -> Option<(String, usize, usize)> {
+    let mut top: HashMap<&str, usize> = HashMap::new();
+    let mut data: HashMap<&str, usize> = HashMap::new();
+    let mut in_data = false;
+    let mut data_indent = None;
+    for (i, line) in src.lines().enumerate() {
+        let content = line.trim_start();
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - content.len();
+        let Some((key, _)) = content.split_once(':') else {
+            continue;
+        };
+        let plain = !key.is_empty() && key.chars().all(|c| c.is_alphanumeric() || c == '_');
+        if indent == 0 {
+            in_data = key == "data";
+            data_indent = None;
+            if plain && let Some(first) = top.insert(key, i + 1) {
+                return Some((key.to_owned(), first, i + 1));
+            }
+            continue;
+        }
+        if !in_data || !plain {
+            continue;
+        }
+        let child = *data_indent.get_or_insert(indent);
+        if indent == child
+            && let Some(first) = data.insert(key, i + 1)
+        {
+            return Some((format!("data.{key}"), first, i + 1));
+        }
+    }
+    None
 }
 
 fn unknown_key(message: &str) -> Option<String> {
@@ -775,6 +823,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("http:// or https://"), "{e}");
+    }
+
+    #[test]
+    fn repeated_keys_are_found_at_the_top_and_under_data() {
+        let top = "name: a\nrecipients: p.csv\ndata:\n  thing1: x\nrecipients: q.csv\n";
+        assert_eq!(repeated_key(top), Some(("recipients".into(), 2, 5)));
+        let data = "data:\n  thing1: x\n  thing2: { value: y, color: z }\n  thing1: w\n";
+        assert_eq!(repeated_key(data), Some(("data.thing1".into(), 2, 4)));
+        // Same names at other levels, comments and nested maps are not repeats.
+        let fine = "data:\n  thing1:\n    value: x\n  thing2:\n    value: y\n# data: again\nvars: { value: 1 }\n";
+        assert_eq!(repeated_key(fine), None);
     }
 
     #[test]

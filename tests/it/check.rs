@@ -34,6 +34,21 @@ fn preview_shows_rendered_fields() {
 fn bad_inputs_exit_2_name_the_culprit_and_send_nothing() {
     let cases: &[(&str, &str, &str, &[&str])] = &[
         (
+            "a field given twice",
+            &format!("{GOOD}  keyword1: x\n  keyword1: y\n"),
+            PEOPLE,
+            &[
+                "c.yaml:9",
+                "`data.keyword1` is given twice, on lines 8 and 9",
+            ],
+        ),
+        (
+            "a top-level key given twice",
+            &format!("{GOOD}recipients: other.csv\n"),
+            PEOPLE,
+            &["c.yaml:8", "`recipients` is given twice, on lines 5 and 8"],
+        ),
+        (
             "a number as a field",
             &format!("{GOOD}  keyword1: 99.00\n"),
             PEOPLE,
