@@ -158,6 +158,11 @@ impl Workdir {
         std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
     }
 
+    /// The report's whole rows (a line that a kill cut short is not one), header excluded.
+    pub fn whole_rows(&self, rel: &str) -> usize {
+        self.read(rel).matches('\n').count().saturating_sub(1)
+    }
+
     /// The report's rows as maps from column name to value.
     pub fn report(&self, rel: &str) -> Vec<std::collections::HashMap<String, String>> {
         let mut r = csv::Reader::from_path(self.path(rel)).unwrap();
