@@ -501,6 +501,11 @@ pub const SNAPSHOT_FILTERS: &[(&str, &str)] = &[
     (r", [\d.]+ msgs/s", ""),
     (r"rid: [0-9a-f-]+", "rid: [RID]"),
     (r"process \d+", "process [PID]"),
+    // How a broken connection surfaces (closed, reset, cut mid-body) depends on timing.
+    (
+        r#"\(e\.g\. "no answer: [^"\n]*"\)"#,
+        r#"(e.g. "no answer: [TRANSPORT ERROR]")"#,
+    ),
     (r"\d{8}T\d{6}(-\d+)?", "[STAMP]"),
 ];
 
