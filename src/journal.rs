@@ -245,43 +245,46 @@ fn header_line(path: &Path, header: &Header) -> Result<String, Error> {
     Ok(json + "\n")
 }
 
-/// The header in force in the journal at `path`: its last header line (the first line is
-/// one; `--resume-changed` appends another).
-pub fn header(path: &Path) -> Result<Header, Error> {
-    let io_err = |source| Error::Io {
-        path: path.to_owned(),
-        source,
-    };
+/// What a journal's lines say before the sends are looked at: its header in force (the last
+/// header line: the first line is one, `--resume-changed` appends another) and whether it
+/// records any send. One pass over the file.
+#[derive(Debug)]
+pub struct Head {
+    /// `None`: the journal holds no whole line, so a run stopped before its header was
+    /// written (and so before any send).
+    pub header: Option<Header>,
+    pub records_sends: bool,
+}
+
+/// Reads the [`Head`] of the journal at `path`. A journal with whole lines but no valid
+/// header is [`Error::Invalid`].
+pub fn head(path: &Path) -> Result<Head, Error> {
+    let io_err = io_at(path);
+    let mut file = File::open(path).map_err(&io_err)?;
     let mut last = None;
-    for line in BufReader::new(File::open(path).map_err(io_err)?).lines() {
-        let line = line.map_err(io_err)?;
+    let mut records_sends = false;
+    for line in BufReader::new(&mut file).lines() {
+        let line = line.map_err(&io_err)?;
         if line.starts_with('{') {
             last = Some(line);
+        } else if line.split('\t').count() == 3 {
+            records_sends = true;
         }
     }
-    let line = last.unwrap_or_default();
-    serde_json::from_str(&line).map_err(|e| Error::Invalid {
-        path: path.to_owned(),
-        message: format!("has no valid header line ({e})"),
+    let header = match serde_json::from_str(&last.unwrap_or_default()) {
+        Ok(h) => Some(h),
+        Err(_) if appendfile::whole_lines_len(&mut file).map_err(&io_err)? == 0 => None,
+        Err(e) => {
+            return Err(Error::Invalid {
+                path: path.to_owned(),
+                message: format!("has no valid header line ({e})"),
+            });
+        }
+    };
+    Ok(Head {
+        header,
+        records_sends,
     })
-}
-
-/// Whether the journal at `path` holds no whole line: a run stopped before its header was
-/// written (and so before any send).
-pub fn is_cut_short(path: &Path) -> Result<bool, Error> {
-    let mut file = File::open(path).map_err(io_at(path))?;
-    Ok(appendfile::whole_lines_len(&mut file).map_err(io_at(path))? == 0)
-}
-
-/// Whether the journal at `path` records any send (a line after its header).
-pub fn records_sends(path: &Path) -> Result<bool, Error> {
-    let file = File::open(path).map_err(io_at(path))?;
-    for line in BufReader::new(file).lines() {
-        if line.map_err(io_at(path))?.split('\t').count() == 3 {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// The sends in the journal at `path` for which `has_outcome` is false and that were not
@@ -546,7 +549,7 @@ mod tests {
         let mut text = std::fs::read_to_string(&path).unwrap();
         text.push_str("o_3\t3");
         std::fs::write(&path, text).unwrap();
-        assert_eq!(self::header(&path).unwrap(), header);
+        assert_eq!(head(&path).unwrap().header, Some(header.clone()));
         let doubt = in_doubt(&path, |o| o == "o_1").unwrap();
         assert_eq!(doubt.len(), 1);
         assert_eq!((doubt[0].openid.as_str(), doubt[0].row), ("o_2", 2));
@@ -578,7 +581,7 @@ mod tests {
             ..header
         };
         drop(Journal::append(lock(), Some(&changed)).unwrap());
-        assert_eq!(self::header(&path).unwrap(), changed);
+        assert_eq!(head(&path).unwrap().header, Some(changed));
         assert_eq!(in_doubt(&path, |_| false).unwrap().len(), 4);
     }
 
@@ -607,12 +610,12 @@ mod tests {
         ));
         drop(j);
         let lock = Lock::acquire(&path, false).unwrap().unwrap();
-        assert!(!records_sends(lock.path()).unwrap());
+        assert!(!head(lock.path()).unwrap().records_sends);
         let j = Journal::create(&path, Some(lock), &header).unwrap();
         j.started("o_1", 1).unwrap();
         drop(j);
-        assert!(records_sends(&path).unwrap());
-        assert_eq!(self::header(&path).unwrap(), header);
+        assert!(head(&path).unwrap().records_sends);
+        assert_eq!(head(&path).unwrap().header, Some(header.clone()));
     }
 
     #[test]

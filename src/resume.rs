@@ -55,9 +55,11 @@ pub struct JournalFound {
     pub header: Option<Header>,
     /// Whether it records any send.
     pub records_sends: bool,
-    /// Sends started without an outcome in the report (counting `unknown` rows that
-    /// `--resend-unknown` drops as without one).
+    /// Sends started without an outcome in the report.
     pub in_doubt: Vec<InDoubt>,
+    /// The starts of the recipients the report records `unknown` (for `--resend-unknown`:
+    /// their `client_msg_id` window counts from then).
+    pub unknown_started: Vec<InDoubt>,
 }
 
 /// The run being started: what it is, for [`decide`].
@@ -241,7 +243,7 @@ pub enum Error {
 }
 
 /// Reads the report at `report_path` and its journal (which `lock` holds, if there is one).
-pub fn read(report_path: &Path, lock: Option<&Lock>, opts: Options) -> Result<Found, Error> {
+pub fn read(report_path: &Path, lock: Option<&Lock>) -> Result<Found, Error> {
     let report = match report_path.exists() {
         true => Some(report::read(report_path)?),
         false => None,
@@ -253,24 +255,22 @@ pub fn read(report_path: &Path, lock: Option<&Lock>, opts: Options) -> Result<Fo
         });
     };
     let path = lock.path();
-    let records_sends = journal::records_sends(path)?;
-    let header = match journal::header(path) {
-        Ok(h) => Some(h),
-        // Cut short before its header line was whole: a run that stopped as it started.
-        Err(journal::Error::Invalid { .. }) if journal::is_cut_short(path)? => None,
-        Err(e) => return Err(e.into()),
-    };
-    // `unknown` rows that --resend-unknown drops count as without an outcome, so that their
-    // first start (the client_msg_id window) is known.
-    let dropped: HashSet<u128> = match (&report, opts.resend_unknown) {
-        (Some(done), true) => done.unknown.iter().map(|r| key(&r.openid)).collect(),
-        _ => HashSet::new(),
-    };
-    let in_doubt = match &report {
+    let journal::Head {
+        header,
+        records_sends,
+    } = journal::head(path)?;
+    // One pass over the journal for both: starts without a row, and starts of `unknown` rows.
+    let unknown: HashSet<u128> = report
+        .iter()
+        .flat_map(|done| done.unknown.iter().map(|r| key(&r.openid)))
+        .collect();
+    let (unknown_started, in_doubt) = match &report {
         Some(done) => {
-            journal::in_doubt(path, |o| done.has_openid(o) && !dropped.contains(&key(o)))?
+            journal::in_doubt(path, |o| done.has_openid(o) && !unknown.contains(&key(o)))?
+                .into_iter()
+                .partition(|d| unknown.contains(&key(&d.openid)))
         }
-        None => Vec::new(),
+        None => (Vec::new(), Vec::new()),
     };
     Ok(Found {
         report,
@@ -278,6 +278,7 @@ pub fn read(report_path: &Path, lock: Option<&Lock>, opts: Options) -> Result<Fo
             header,
             records_sends,
             in_doubt,
+            unknown_started,
         }),
     })
 }
@@ -385,7 +386,12 @@ pub fn decide(
     }
     let mut unknown = Vec::new();
     let mut resend = HashMap::new();
-    for d in journal.in_doubt {
+    // The `unknown` rows --resend-unknown drops are in doubt again, like sends without a row.
+    let dropped_unknown = journal
+        .unknown_started
+        .into_iter()
+        .filter(|_| opts.resend_unknown);
+    for d in journal.in_doubt.into_iter().chain(dropped_unknown) {
         let window_open = run.kind == Kind::Official && now < d.started + DEDUP_WINDOW;
         if window_open || opts.resend_unknown {
             let how = Resend {
@@ -573,6 +579,7 @@ mod tests {
         JournalFound {
             header: Some(header),
             records_sends,
+            unknown_started: Vec::new(),
             in_doubt: in_doubt
                 .iter()
                 .enumerate()

@@ -162,10 +162,8 @@ pub(super) fn refused(plan: &SendPlan, why: Refusal) -> Error {
     Error::Refused(Box::new((why, advice)))
 }
 
-/// The text of an aborted run: why, what to do, how to resume. `tally`: the rows this run
-/// wrote; `None` for a run that stopped before it changed anything (then the advice is to
-/// run the very same command again, one-off flags included).
-pub(super) fn aborted(plan: &SendPlan, reason: &StopReason, tally: Option<&Tally>) -> Error {
+/// The text of an aborted run: why, what to do, how to resume ([`Done`]: how far it got).
+pub(super) fn aborted(plan: &SendPlan, reason: &StopReason, done: Done) -> Error {
     let (why, code) = match reason {
         StopReason::Api {
             errcode: code,
@@ -186,29 +184,14 @@ pub(super) fn aborted(plan: &SendPlan, reason: &StopReason, tally: Option<&Tally
     if let Some(advice) = code.and_then(errcode::advice) {
         msg.push_str(&format!("\n  what to do: {advice}"));
     }
-    let Some(tally) = tally else {
-        msg.push_str(&format!(
-            "\n  nothing was sent and no file was changed\n  run again with: {}",
-            plan.command(Then::Again, plan.limit)
-        ));
-        return Error::Aborted(msg);
-    };
-    msg.push_str(&format!(
-        "\n  {} sent in this run of `{}`; resuming sends every recipient without a row in \
-         the report",
-        thousands(tally.count(Status::Sent)),
-        plan.campaign.name
-    ));
-    msg.push_str(&format!(
-        "\n  resume with: {}",
-        plan.command(Then::Resume, plan.next_limit(tally.outcomes()))
-    ));
-    Error::Aborted(msg)
+    Error::Aborted(msg + &how_to_go_on(plan, done))
 }
 
-/// What a run that failed after it started had done, as far as it knows.
+/// How far a run that stopped early got, as far as it knows.
 pub(super) enum Done<'a> {
-    /// It had not sent yet.
+    /// It changed nothing: the same command, one-off flags included, can simply run again.
+    Untouched,
+    /// It changed the report or journal, and sent nothing yet.
     Nothing,
     /// Its report writer ended: every outcome is counted.
     Tally(&'a Tally),
@@ -219,25 +202,40 @@ pub(super) enum Done<'a> {
 /// An error after the run changed the report (it may have sent): exit 1 with the resume
 /// command, never the exit 2 that says nothing changed.
 pub(super) fn failed_after_start(plan: &SendPlan, e: Error, done: Done) -> Error {
+    Error::Aborted(format!("run aborted: {e}{}", how_to_go_on(plan, done)))
+}
+
+/// The lines after why a run stopped: what it had done, and the command that goes on.
+fn how_to_go_on(plan: &SendPlan, done: Done) -> String {
+    let name = &plan.campaign.name;
     let (what, used) = match done {
-        Done::Nothing => ("nothing was sent in this run".to_owned(), 0),
+        Done::Untouched => {
+            return format!(
+                "\n  nothing was sent and no file was changed\n  run again with: {}",
+                plan.command(Then::Again, plan.limit)
+            );
+        }
+        Done::Nothing => (format!("nothing was sent in this run of `{name}`"), 0),
         Done::Tally(t) => (
-            format!("{} sent in this run", thousands(t.count(Status::Sent))),
+            format!(
+                "{} sent in this run of `{name}`",
+                thousands(t.count(Status::Sent))
+            ),
             t.outcomes(),
         ),
         Done::Recorded(n) => (
             format!(
-                "{} recorded in this run (more may have been sent)",
+                "{} recorded in this run of `{name}` (more may have been sent)",
                 recipients(n)
             ),
             n,
         ),
     };
-    Error::Aborted(format!(
-        "run aborted: {e}\n  {what} of `{}`; resume with: {}",
-        plan.campaign.name,
+    format!(
+        "\n  {what}; resuming sends every recipient without a row in the report\n  resume \
+         with: {}",
         plan.command(Then::Resume, plan.next_limit(used))
-    ))
+    )
 }
 
 /// The recipients file changed between validation and the first send.

@@ -60,10 +60,7 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
                 return Err(interact::held_elsewhere(plan, &e));
             }
             eprintln!("wxpush: {e}: waiting for it to end, then deciding again");
-            let path = journal::path_for(&plan.report);
-            let waited = tokio::task::spawn_blocking(move || Lock::acquire(&path, true))
-                .await
-                .map_err(|e| Error::Aborted(format!("internal task failed: {e}")))??;
+            let waited = wait_for_lock(plan).await?;
             // Decide again only behind a run that really holds a journal: never a loop.
             if waited.is_none() {
                 return Err(interact::held_elsewhere(plan, &e));
@@ -90,7 +87,7 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
 /// What the report and journal say, decided on. Reads only.
 fn decide(plan: &SendPlan, lock: Option<&Lock>) -> Result<Start, Error> {
     let c = &plan.campaign;
-    let found = resume::read(&plan.report, lock, plan.resume)?;
+    let found = resume::read(&plan.report, lock)?;
     let fingerprint = resume::fingerprint(c)?;
     let subject = Subject {
         campaign: &c.name,
@@ -124,7 +121,7 @@ async fn authenticate(plan: &SendPlan, target: &Target) -> Result<(Client, Arc<T
     tokens
         .get()
         .await
-        .map_err(|e| interact::aborted(plan, &StopReason::Token(e), None))?;
+        .map_err(|e| interact::aborted(plan, &StopReason::Token(e), Done::Untouched))?;
     Ok((client, tokens))
 }
 
@@ -148,7 +145,6 @@ impl Run {
         let c = &plan.campaign;
         let stop = Arc::new(Stop::default());
         let recorded = Arc::new(AtomicU64::new(0));
-        let counted = recorded.clone();
         interact::watch_ctrl_c(stop.clone(), plan, recorded.clone());
         let started = Instant::now();
         let journal = Arc::new(opened.journal);
@@ -162,7 +158,7 @@ impl Run {
                 error_threshold: c.error_threshold,
             },
             stop: stop.clone(),
-            recorded,
+            recorded: recorded.clone(),
         };
         let leftovers = Leftovers::before(&self.start, plan);
         let total = self.to_send + self.v.duplicates_to_report;
@@ -172,7 +168,7 @@ impl Run {
         if let Some(sb) = target.sandbox {
             sb.shutdown().await;
         }
-        let written = Done::Recorded(counted.load(Ordering::Relaxed));
+        let written = Done::Recorded(recorded.load(Ordering::Relaxed));
         let (tally, produced) = sent.map_err(|e| interact::failed_after_start(plan, e, written))?;
         journaled.map_err(|e| interact::failed_after_start(plan, e.into(), Done::Tally(&tally)))?;
         let facts = Facts {
@@ -184,7 +180,7 @@ impl Run {
         };
         say_raw!("{}", progress::summary(&tally, &facts));
         if let Some(reason) = stop.reason() {
-            return Err(interact::aborted(plan, &reason, Some(&tally)));
+            return Err(interact::aborted(plan, &reason, Done::Tally(&tally)));
         }
         produced.map_err(|e| interact::failed_after_start(plan, e, Done::Tally(&tally)))?;
         let used = tally.outcomes();
@@ -202,22 +198,23 @@ impl Run {
 
 /// The journal's lock, waiting for another run to end if `--wait`.
 async fn lock(plan: &SendPlan) -> Result<Option<Lock>, Error> {
-    let path = journal::path_for(&plan.report);
-    match Lock::acquire(&path, false) {
-        Err(journal::Error::Locked { pid, .. }) if plan.wait => {
-            let holder = pid.map(|p| format!(" (process {p})")).unwrap_or_default();
-            eprintln!(
-                "wxpush: another run{holder} is sending with {}: waiting for it to end",
-                path.display()
-            );
-            tokio::task::spawn_blocking(move || Lock::acquire(&path, true))
-                .await
-                .map_err(|e| Error::Aborted(format!("internal task failed: {e}")))?
-                .map_err(Error::from)
+    match Lock::acquire(&journal::path_for(&plan.report), false) {
+        Err(e @ journal::Error::Locked { .. }) if plan.wait => {
+            eprintln!("wxpush: {e}: waiting for it to end");
+            wait_for_lock(plan).await
         }
         Err(e @ journal::Error::Locked { .. }) => Err(interact::held_elsewhere(plan, &e)),
         other => Ok(other?),
     }
+}
+
+/// Blocks, on a thread of its own, until the journal's lock is this run's.
+async fn wait_for_lock(plan: &SendPlan) -> Result<Option<Lock>, Error> {
+    let path = journal::path_for(&plan.report);
+    tokio::task::spawn_blocking(move || Lock::acquire(&path, true))
+        .await
+        .map_err(|e| Error::Aborted(format!("internal task failed: {e}")))?
+        .map_err(Error::from)
 }
 
 /// Every recipient has a row: record what the previous run left unrecorded (in-flight sends,
