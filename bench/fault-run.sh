@@ -6,12 +6,7 @@
 set -euo pipefail
 n=${1:-10000}; rate=${2:-500}; shift $(( $# >= 2 ? 2 : $# ))
 source "$(dirname "$0")/sandbox.sh" "$@"
-python3 - "$n" > "$work/people.csv" <<'PY'
-import sys
-print("openid,name,words")
-for i in range(1, int(sys.argv[1]) + 1):
-    print(f"o_bench_{i:07},用户{i},{i % 900 + 100}")
-PY
+write_people "$n"
 cat > "$work/bench.yaml" <<YAML
 name: bench
 target: official

@@ -8,12 +8,7 @@
 set -euo pipefail
 n=${1:-100000}; rate=${2:-20000}; shift $(( $# >= 2 ? 2 : $# ))
 source "$(dirname "$0")/sandbox.sh" "$@"
-python3 - "$n" > "$work/people.csv" <<'PY'
-import sys
-print("openid,name")
-for i in range(1, int(sys.argv[1]) + 1):
-    print(f"o_bench_{i:021},用户{i}")
-PY
+write_people "$n"
 cat > "$work/bench.yaml" <<YAML
 name: bench
 target: mini
