@@ -37,6 +37,17 @@ pub enum Target {
     Mini,
 }
 
+/// Which Official Account API an `official` campaign uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OfficialApi {
+    /// `template/send`, template messages.
+    #[default]
+    Template,
+    /// `subscribe/bizsend`, subscribe notifications (公众号订阅通知, since 2021).
+    Subscribe,
+}
+
 /// Which Mini Program API a `mini` campaign uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -53,10 +64,27 @@ pub enum MiniApi {
 pub enum Kind {
     /// Official Account template message.
     Official,
+    /// Official Account subscribe notification (`bizsend`): typed keys like a Mini Program
+    /// subscribe message, a web `url` or a `miniprogram` jump like a template message.
+    OfficialSubscribe,
     /// Mini Program subscribe message.
     Subscribe,
     /// Mini Program legacy template message (needs a `form_id` column).
     MiniTemplate,
+}
+
+impl Kind {
+    /// The kinds whose messages jump like an Official Account's: a web `url` or a
+    /// `miniprogram` (appid + pagepath).
+    pub fn is_official(self) -> bool {
+        matches!(self, Kind::Official | Kind::OfficialSubscribe)
+    }
+
+    /// Whether the body carries a `client_msg_id`, so WeChat delivers a repeat at most once
+    /// within its window (only template messages have one).
+    pub fn deduplicates(self) -> bool {
+        self == Kind::Official
+    }
 }
 
 /// One data field: a Tera template for the value and an optional fixed colour.
@@ -64,6 +92,15 @@ pub enum Kind {
 pub struct FieldSpec {
     pub value: String,
     pub color: Option<String>,
+    /// The template file (`templates/NAME.yaml`) the field comes from; `None`: the campaign.
+    pub from: Option<PathBuf>,
+}
+
+impl FieldSpec {
+    /// The file that defines the field, for messages about it.
+    pub fn file<'a>(&'a self, campaign: &'a Campaign) -> &'a Path {
+        self.from.as_deref().unwrap_or(&campaign.path)
+    }
 }
 
 /// The jump target of an Official Account message into a Mini Program.
@@ -117,23 +154,38 @@ impl Campaign {
         if self.kind != Kind::Official {
             return out;
         }
-        let hidden: Vec<&str> = ["first", "remark"]
+        let hidden: Vec<String> = ["first", "remark"]
             .into_iter()
-            .filter(|k| self.data.contains_key(*k))
+            .filter_map(|k| Some(self.field_name(k, self.data.get(k)?)))
             .collect();
         if !hidden.is_empty() {
             out.push(format!(
-                "WeChat no longer displays `{}` of template messages (since 2023-05-04): \
+                "WeChat no longer displays {} of template messages (since 2023-05-04): \
                  they are sent, and dropped",
-                hidden.join("` and `")
+                hidden.join(" and ")
             ));
         }
-        if self.data.values().any(|f| f.color.is_some()) {
-            out.push(
-                "WeChat ignores the colours of template messages (since 2023-05-04)".to_owned(),
-            );
+        let coloured: Vec<String> = self
+            .data
+            .iter()
+            .filter(|(_, f)| f.color.is_some())
+            .map(|(k, f)| self.field_name(k, f))
+            .collect();
+        if !coloured.is_empty() {
+            out.push(format!(
+                "WeChat ignores the colours of template messages (since 2023-05-04): {}",
+                coloured.join(", ")
+            ));
         }
         out
+    }
+
+    /// `` `key` ``, plus the template file it comes from when it is not the campaign's.
+    fn field_name(&self, key: &str, field: &FieldSpec) -> String {
+        match &field.from {
+            Some(file) => format!("`{key}` (from {})", file.display()),
+            None => format!("`{key}`"),
+        }
     }
 }
 
@@ -169,6 +221,7 @@ const CAMPAIGN_KEYS: &[&str] = &[
     "url",
     "miniprogram",
     "page",
+    "official_api",
     "mini_api",
     "emphasis_keyword",
     "miniprogram_state",
@@ -194,6 +247,7 @@ struct RawCampaign {
     url: Option<String>,
     miniprogram: Option<MiniprogramSpec>,
     page: Option<String>,
+    official_api: Option<OfficialApi>,
     mini_api: Option<MiniApi>,
     emphasis_keyword: Option<String>,
     miniprogram_state: Option<String>,
@@ -210,6 +264,7 @@ struct RawCampaign {
 const TEMPLATE_KEYS: &[&str] = &[
     "target",
     "template_id",
+    "official_api",
     "mini_api",
     "url",
     "miniprogram",
@@ -223,6 +278,7 @@ const TEMPLATE_KEYS: &[&str] = &[
 struct RawTemplate {
     target: Option<Target>,
     template_id: Option<String>,
+    official_api: Option<OfficialApi>,
     mini_api: Option<MiniApi>,
     url: Option<String>,
     miniprogram: Option<MiniprogramSpec>,
@@ -360,7 +416,7 @@ fn load_template(
     campaign_src: &str,
     dir: &Path,
     name: &str,
-) -> Result<(PathBuf, RawTemplate), Error> {
+) -> Result<Template, Error> {
     let file = format!("{name}.yaml");
     let candidates = [
         dir.join("templates").join(&file),
@@ -379,7 +435,18 @@ fn load_template(
     };
     let src = read(found)?;
     let raw = parse(found, &src, TEMPLATE_KEYS)?;
-    Ok((found.clone(), raw))
+    Ok(Template {
+        path: found.clone(),
+        src,
+        raw,
+    })
+}
+
+/// A template file as read: where, its text (for line numbers) and its keys.
+struct Template {
+    path: PathBuf,
+    src: String,
+    raw: RawTemplate,
 }
 
 /// The line of a dotted key (`data.first`) in the YAML file at `path`, for errors found
@@ -441,11 +508,13 @@ impl Validator<'_> {
     fn campaign(
         &self,
         raw: RawCampaign,
-        template: Option<(PathBuf, RawTemplate)>,
+        template: Option<Template>,
         dir: &Path,
     ) -> Result<Campaign, Error> {
-        let (tpl_path, tpl) = template.unwrap_or_default();
-        let from_template = |what: &str| format!("{what} (from {})", tpl_path.display());
+        let (tpl_file, tpl) = match template {
+            Some(t) => (Some((t.path, t.src)), t.raw),
+            None => (None, RawTemplate::default()),
+        };
 
         let name = match raw.name {
             Some(n) => n,
@@ -465,14 +534,19 @@ impl Validator<'_> {
                 "missing: say `target: official` or `target: mini`",
             )
         })?;
+        let official_api = raw.official_api.or(tpl.official_api);
         let mini_api = raw.mini_api.or(tpl.mini_api);
-        let kind = match (target, mini_api) {
-            (Target::Official, None) => Kind::Official,
-            (Target::Official, Some(_)) => {
+        let kind = match (target, official_api, mini_api) {
+            (Target::Official, _, Some(_)) => {
                 return Err(self.err("mini_api", "only for `target: mini`"));
             }
-            (Target::Mini, None | Some(MiniApi::Subscribe)) => Kind::Subscribe,
-            (Target::Mini, Some(MiniApi::Template)) => Kind::MiniTemplate,
+            (Target::Mini, Some(_), _) => {
+                return Err(self.err("official_api", "only for `target: official`"));
+            }
+            (Target::Official, None | Some(OfficialApi::Template), None) => Kind::Official,
+            (Target::Official, Some(OfficialApi::Subscribe), None) => Kind::OfficialSubscribe,
+            (Target::Mini, None, None | Some(MiniApi::Subscribe)) => Kind::Subscribe,
+            (Target::Mini, None, Some(MiniApi::Template)) => Kind::MiniTemplate,
         };
 
         let appid = raw.appid.ok_or_else(|| self.err("appid", "missing"))?;
@@ -512,12 +586,16 @@ impl Validator<'_> {
         let page = raw.page.or(tpl.page);
         let emphasis_keyword = raw.emphasis_keyword.or(tpl.emphasis_keyword);
         match kind {
-            Kind::Official => {
+            Kind::Official | Kind::OfficialSubscribe => {
                 if page.is_some() {
-                    return Err(self.err(
-                        "page",
-                        "only for `target: mini`; an official message jumps with `url` or `miniprogram.pagepath`",
-                    ));
+                    let message = if kind == Kind::OfficialSubscribe {
+                        "write the web page to open as `url` (wxpush sends it as WeChat's \
+                         `page`), or open a mini program with `miniprogram.pagepath`"
+                    } else {
+                        "only for `target: mini`; an official message jumps with `url` or \
+                         `miniprogram.pagepath`"
+                    };
+                    return Err(self.err("page", message));
                 }
                 if let Some(url) = &url {
                     check_url(url).map_err(|m| self.err("url", m))?;
@@ -584,16 +662,12 @@ impl Validator<'_> {
 
         // Template fields first, campaign fields override them one by one.
         let mut data = IndexMap::new();
-        for (source, fields) in [(Some(&tpl_path), tpl.data), (None, raw.data)] {
+        let in_template = tpl_file.as_ref().map(|(path, src)| Validator { path, src });
+        for (file, fields) in [(in_template.as_ref(), tpl.data), (Some(self), raw.data)] {
+            let Some(file) = file else { continue };
             for (key, field) in fields.unwrap_or_default() {
-                let spec = self.field(&key, field).map_err(|e| match (source, e) {
-                    (Some(_), Error::Invalid { message, .. }) => Error::Invalid {
-                        path: tpl_path.clone(),
-                        line: None,
-                        message: from_template(&message),
-                    },
-                    (_, e) => e,
-                })?;
+                let mut spec = file.field(&key, field)?;
+                spec.from = (!std::ptr::eq(file, self)).then(|| file.path.to_owned());
                 data.insert(key, spec);
             }
         }
@@ -700,7 +774,11 @@ impl Validator<'_> {
                 format!("`{c}` is not a colour like #173177 (# and 6 hex digits)"),
             ));
         }
-        Ok(FieldSpec { value, color })
+        Ok(FieldSpec {
+            value,
+            color,
+            from: None,
+        })
     }
 
     /// A field (or its `value`/`color`) that YAML read as something other than text: say

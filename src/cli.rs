@@ -123,9 +123,21 @@ pub struct SandboxArgs {
     /// Answer the legacy mini program API with 45103, as WeChat has since 2020.
     #[arg(long)]
     pub legacy_retired: bool,
-    /// Seed of the fault randomness.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    /// Seed of the fault randomness and of the tokens (default: a random one, so every
+    /// start mints tokens of its own and refuses an earlier start's with 40001).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Refuse undocumented and empty optional body fields (47001/47003) instead of ignoring
+    /// them as WeChat does: for testing a client.
+    #[arg(long)]
+    pub strict: bool,
+    /// GET /cgi-bin/token calls per day, then 45009.
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    pub token_daily_limit: u64,
+    /// The account's templates, as WeChat lists them: a JSON or YAML file with
+    /// `template_list` (get_all_private_template) and `data` (wxaapi/newtmpl/gettemplate).
+    #[arg(long, value_name = "FILE")]
+    pub templates: Option<PathBuf>,
 }
 
 fn parse_fail(s: &str) -> Result<(String, i64), String> {
@@ -251,6 +263,15 @@ impl SandboxArgs {
                 "--busy and --reset must be between 0 and 1".into(),
             ));
         }
+        let templates = match &self.templates {
+            None => sandbox::Templates::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::Usage(format!("{}: cannot read: {e}", path.display())))?;
+                serde_yaml::from_str(&text)
+                    .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?
+            }
+        };
         Ok(Plan::Sandbox {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)),
             knobs: Knobs {
@@ -264,6 +285,13 @@ impl SandboxArgs {
                 fail_prefixes: self.fail,
                 legacy_retired: self.legacy_retired,
                 seed: self.seed,
+                mode: if self.strict {
+                    sandbox::Mode::Strict
+                } else {
+                    sandbox::Mode::Tolerant
+                },
+                token_daily_limit: self.token_daily_limit,
+                templates,
                 ..sandbox::Knobs::default()
             },
         })

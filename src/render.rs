@@ -16,8 +16,8 @@ use crate::campaign::{Campaign, Kind, check_url};
 use crate::recipients::Recipient;
 use crate::wechat::fields;
 use crate::wechat::message::{
-    Data, DataField, Endpoint, LegacyMiniMessage, Miniprogram, Outgoing, SubscribeMessage,
-    TemplateMessage, client_msg_id,
+    BizSubscribeMessage, Data, DataField, Endpoint, LegacyMiniMessage, Miniprogram, Outgoing,
+    SubscribeMessage, TemplateMessage, client_msg_id,
 };
 
 /// A template that does not compile, or a row that does not render.
@@ -44,7 +44,7 @@ pub enum Error {
 pub fn required_columns(campaign: &Campaign) -> &'static [&'static str] {
     match campaign.kind {
         Kind::MiniTemplate => &["openid", "form_id"],
-        Kind::Official | Kind::Subscribe => &["openid"],
+        Kind::Official | Kind::OfficialSubscribe | Kind::Subscribe => &["openid"],
     }
 }
 
@@ -86,17 +86,18 @@ impl Renderer {
     /// Compiles every template of `campaign`, for a recipients file with `headers`.
     pub fn new(campaign: &Campaign, headers: Arc<[String]>) -> Result<Self, Error> {
         let mut tera = Tera::default();
-        let mut add = |name: &str, src: &str| {
+        let mut add_from = |file: &std::path::Path, name: &str, src: &str| {
             tera.add_raw_template(name, src).map_err(|e| Error::Syntax {
-                path: campaign.path.clone(),
-                line: crate::campaign::line_of(&campaign.path, name),
+                path: file.to_owned(),
+                line: crate::campaign::line_of(file, name),
                 field: name.to_owned(),
                 message: e.to_string(),
             })
         };
         for (key, spec) in &campaign.data {
-            add(&format!("data.{key}"), &spec.value)?;
+            add_from(spec.file(campaign), &format!("data.{key}"), &spec.value)?;
         }
+        let mut add = |name: &str, src: &str| add_from(&campaign.path, name, src);
         if let Some(url) = &campaign.url {
             add(URL, url)?;
         }
@@ -149,6 +150,27 @@ impl Renderer {
         self
     }
 
+    /// The jump of an Official Account message: the rendered web `url` (checked) and the
+    /// `miniprogram` with its rendered `pagepath`.
+    fn official_jump(
+        &self,
+        render: &impl Fn(&str) -> Result<String, Error>,
+        err: &impl Fn(&str, String) -> Error,
+    ) -> Result<(Option<String>, Option<Miniprogram>), Error> {
+        let url = self.url.then(|| render(URL)).transpose()?;
+        if let Some(u) = &url {
+            check_url(u).map_err(|m| err(URL, format!("rendered {m}")))?;
+        }
+        let miniprogram = match &self.miniprogram_appid {
+            Some(appid) => Some(Miniprogram {
+                appid: appid.clone(),
+                pagepath: self.pagepath.then(|| render(PAGEPATH)).transpose()?,
+            }),
+            None => None,
+        };
+        Ok((url, miniprogram))
+    }
+
     /// The message for `r`, serialized and ready to send.
     pub fn render(&self, r: &Recipient) -> Result<Outgoing, Error> {
         let mut ctx = self.base.clone();
@@ -189,17 +211,7 @@ impl Renderer {
         let template_id = self.template_id.clone();
         Ok(match self.kind {
             Kind::Official => {
-                let url = optional(self.url, URL)?;
-                if let Some(u) = &url {
-                    check_url(u).map_err(|m| err(URL, format!("rendered {m}")))?;
-                }
-                let miniprogram = match &self.miniprogram_appid {
-                    Some(appid) => Some(Miniprogram {
-                        appid: appid.clone(),
-                        pagepath: optional(self.pagepath, PAGEPATH)?,
-                    }),
-                    None => None,
-                };
+                let (url, miniprogram) = self.official_jump(&render, &err)?;
                 let client_msg_id = self
                     .run_id
                     .as_deref()
@@ -215,6 +227,17 @@ impl Renderer {
                 let mut out = Outgoing::new(r.row, r.openid.clone(), Endpoint::TemplateSend, &m);
                 out.deduplicated = m.client_msg_id.is_some();
                 out
+            }
+            Kind::OfficialSubscribe => {
+                let (page, miniprogram) = self.official_jump(&render, &err)?;
+                let m = BizSubscribeMessage {
+                    touser,
+                    template_id,
+                    page,
+                    miniprogram,
+                    data,
+                };
+                Outgoing::new(r.row, r.openid.clone(), Endpoint::BizSend, &m)
             }
             Kind::Subscribe => {
                 let m = SubscribeMessage {

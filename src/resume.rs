@@ -392,7 +392,7 @@ pub fn decide(
         .into_iter()
         .filter(|_| opts.resend_unknown);
     for d in journal.in_doubt.into_iter().chain(dropped_unknown) {
-        let window_open = run.kind == Kind::Official && now < d.started + DEDUP_WINDOW;
+        let window_open = run.kind.deduplicates() && now < d.started + DEDUP_WINDOW;
         if window_open || opts.resend_unknown {
             let how = Resend {
                 started: d.started,

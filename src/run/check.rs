@@ -80,6 +80,7 @@ pub(super) fn validate(c: &Campaign, done: Option<&Done>) -> Result<Validated, E
 pub(super) fn describe_kind(kind: Kind) -> &'static str {
     match kind {
         Kind::Official => "official account template messages",
+        Kind::OfficialSubscribe => "official account subscribe notifications",
         Kind::Subscribe => "mini program subscribe messages",
         Kind::MiniTemplate => "mini program template messages (legacy form_id API)",
     }

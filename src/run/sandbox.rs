@@ -4,22 +4,25 @@ use std::net::SocketAddr;
 
 use crate::Error;
 use crate::plan::API_BASE_ENV;
-use crate::sandbox::{Knobs, SANDBOX_SECRET, Sandbox};
+use crate::sandbox::{Knobs, Mode, Sandbox};
 
 pub async fn serve(addr: SocketAddr, knobs: Knobs) -> Result<(), Error> {
+    // The sandbox's secret is no account's: printing it is what makes it usable.
+    let secret = shell_words::quote(&knobs.secret).into_owned();
+    let strict = knobs.mode == Mode::Strict;
     let sb = Sandbox::start(addr, knobs)
         .await
         .map_err(|e| Error::Usage(format!("cannot listen on {addr}: {e}")))?;
-    say!("wxpush sandbox: a WeChat API emulator on {}", sb.base_url());
+    let base = sb.base_url();
+    let how = if strict {
+        "strict: undocumented body fields are refused"
+    } else {
+        "as tolerant as WeChat; --strict refuses undocumented body fields"
+    };
+    say!("wxpush sandbox: a WeChat API emulator on {base} ({how})");
     say!("  send to it with:");
-    say!(
-        "    {API_BASE_ENV}={} WXPUSH_SECRET={SANDBOX_SECRET} wxpush send CAMPAIGN.yaml",
-        sb.base_url(),
-    );
-    say!(
-        "  counters: {}/sandbox/stats   Ctrl-C stops it",
-        sb.base_url()
-    );
+    say!("    {API_BASE_ENV}={base} WXPUSH_SECRET={secret} wxpush send CAMPAIGN.yaml");
+    say!("  counters: {base}/sandbox/stats   requests: {base}/sandbox/requests   Ctrl-C stops it");
     let _ = tokio::signal::ctrl_c().await;
     sb.shutdown().await;
     Ok(())

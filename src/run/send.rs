@@ -262,7 +262,13 @@ async fn connect(plan: &SendPlan) -> Result<Target, Error> {
         }),
         Api::InProcess | Api::None => {
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-            let sb = Sandbox::start(addr, sandbox::Knobs::default())
+            // Only wxpush talks to it, so it is strict: a body wxpush did not mean to send
+            // fails the rehearsal instead of passing as WeChat's tolerance would let it.
+            let knobs = sandbox::Knobs {
+                mode: sandbox::Mode::Strict,
+                ..sandbox::Knobs::default()
+            };
+            let sb = Sandbox::start(addr, knobs)
                 .await
                 .map_err(|e| Error::Aborted(format!("cannot start the sandbox: {e}")))?;
             Ok(Target {

@@ -6,6 +6,7 @@
 //! `state` (tokens, quotas, counters, record) and `validate` (send bodies).
 //! Facts reproduced here come from `shared/wechat-api.md`.
 
+mod account;
 mod state;
 mod validate;
 
@@ -27,8 +28,11 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use state::{Arrival, Credentials, Fate, Issued, SendAnswer, State};
+use state::{Arrival, Credentials, Fate, Issued, Quota, SendAnswer, State};
 use validate::{Endpoint, Reject, check_body};
+
+pub use account::{PrivateTemplate, SubscribeTemplate, Templates};
+pub use validate::Mode;
 
 /// The AppSecret the sandbox accepts unless configured otherwise.
 pub const SANDBOX_SECRET: &str = "sandbox-secret";
@@ -67,9 +71,18 @@ pub struct Knobs {
     /// `true`: `/cgi-bin/message/wxopen/template/send` answers 45103, as the
     /// real (retired) API does.
     pub legacy_retired: bool,
-    /// Seed of the RNGs behind `busy_ratio` and `reset_ratio` (and token
-    /// strings), for reproducible runs.
-    pub seed: u64,
+    /// Seed of the RNGs behind `busy_ratio` and `reset_ratio` and of token
+    /// strings, for reproducible runs. `None`: a random one, so that every
+    /// start mints tokens of its own.
+    pub seed: Option<u64>,
+    /// How send bodies are checked: [`Mode::Tolerant`] like WeChat, or
+    /// [`Mode::Strict`] (documented fields only) to catch client bugs.
+    pub mode: Mode,
+    /// `GET /cgi-bin/token` calls per day, then 45009 (WeChat: 2,000 for an
+    /// Official Account).
+    pub token_daily_limit: u64,
+    /// The account's templates, as the two template list APIs return them.
+    pub templates: Templates,
     /// Fraction (0..=1) of send requests answered errcode 0 (accepted ones
     /// and `client_msg_id` repeats) whose answer is lost: the request is
     /// processed, counted and recorded normally, then the connection is
@@ -99,7 +112,10 @@ impl Default for Knobs {
             daily_quota: None,
             fail_prefixes: Vec::new(),
             legacy_retired: false,
-            seed: 0,
+            seed: None,
+            mode: Mode::Tolerant,
+            token_daily_limit: 2_000,
+            templates: Templates::default(),
             reset_ratio: 0.0,
             hold_from: None,
         }
@@ -141,6 +157,10 @@ pub struct Recorded {
     pub path: String,
     /// The parsed JSON body as received (`Null` if unparsable).
     pub body: Value,
+    /// Fields of the body that WeChat ignores (unknown or empty optional ones), which a
+    /// tolerant sandbox accepted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<String>,
     /// The errcode the sandbox answered.
     pub errcode: i64,
     /// Arrival time, in ms since the sandbox started.
@@ -160,6 +180,8 @@ struct Progress {
 struct Shared {
     state: Mutex<State>,
     latency: Duration,
+    /// How send bodies are checked (fixed for the sandbox's life).
+    mode: Mode,
     progress: watch::Sender<Progress>,
     /// `true` once [`Sandbox::release`] was called. Its sender lives in the
     /// [`Sandbox`]: when that is dropped or shut down, held answers give up.
@@ -230,6 +252,7 @@ impl Sandbox {
         let (release, released) = watch::channel(false);
         let shared = Arc::new(Shared {
             latency: knobs.latency,
+            mode: knobs.mode,
             state: Mutex::new(State::new(knobs, Instant::now())),
             progress: watch::Sender::new(Progress::default()),
             released,
@@ -379,6 +402,7 @@ fn router(shared: Arc<Shared>) -> Router {
             })
             .fallback(|| async { require(43002) }),
         );
+    r = account::routes(r);
     for ep in Endpoint::ALL {
         r = r.route(
             ep.path(),
@@ -431,6 +455,9 @@ impl StableRequest {
     /// 47001 for a body that is not a JSON object or has a field of the wrong
     /// type; unknown fields are ignored.
     fn parse(body: &[u8]) -> Result<StableRequest, Reject> {
+        if body.is_empty() {
+            return Err(Reject::new(44002, "empty post data"));
+        }
         let v: Value =
             serde_json::from_slice(body).map_err(|_| Reject::format("body is not JSON"))?;
         let Value::Object(mut obj) = v else {
@@ -474,16 +501,21 @@ async fn send(AxState(sh): Shr, ep: Endpoint, RawQuery(q): RawQuery, body: Bytes
     // only answered at step 7.
     let (value, checked) = match serde_json::from_slice::<Value>(&body) {
         Ok(v) => {
-            let checked = check_body(ep, &v);
+            let checked = check_body(ep, &v, sh.mode);
             (v, checked)
         }
+        Err(_) if body.is_empty() => (Value::Null, Err(Reject::new(44002, "empty post data"))),
         Err(_) => (Value::Null, Err(Reject::format("body is not JSON"))),
     };
+    let ignored = checked
+        .as_ref()
+        .map(|f| f.ignored.clone())
+        .unwrap_or_default();
     let token = q.as_deref().and_then(|q| query_get(q, "access_token"));
     let (answer, fate) = {
         let mut st = sh.lock();
         let answer = st.decide_send(ep, token.as_deref(), &checked, Instant::now());
-        st.finish_send(arrival, ep.path(), value, answer.errcode());
+        st.finish_send(arrival, ep.path(), value, ignored, answer.errcode());
         let fate = sh.fate(&mut st, arrival, answer.errcode());
         (answer, fate)
     };
@@ -506,7 +538,7 @@ async fn send_wrong_method(AxState(sh): Shr, ep: Endpoint) -> Response {
     let arrival = sh.arrive();
     let fate = {
         let mut st = sh.lock();
-        st.finish_send(arrival, ep.path(), Value::Null, r.code);
+        st.finish_send(arrival, ep.path(), Value::Null, Vec::new(), r.code);
         sh.fate(&mut st, arrival, r.code)
     };
     sh.deliver(fate, || error_response(&r)).await
@@ -930,6 +962,112 @@ mod tests {
         )
         .await;
         tok["access_token"].as_str().expect("token").to_owned()
+    }
+
+    /// The calls around sending (issue 12 §3), over HTTP, with WeChat's shapes.
+    #[tokio::test]
+    async fn account_endpoints_and_empty_bodies() {
+        let sb = start(Knobs {
+            daily_quota: Some(5),
+            rate_limit: Some(20),
+            ..Knobs::default()
+        })
+        .await;
+        let base = sb.base_url();
+        let c = reqwest::Client::new();
+        let tok = token(&c, &base).await;
+        let q = format!("?access_token={tok}");
+
+        let ips = get_json(&c, &format!("{base}/cgi-bin/get_api_domain_ip{q}")).await;
+        assert_eq!(ips, json!({"ip_list": ["127.0.0.1"]}));
+        let oa = get_json(
+            &c,
+            &format!("{base}/cgi-bin/template/get_all_private_template{q}"),
+        )
+        .await;
+        let first = &oa["template_list"][0];
+        for key in [
+            "template_id",
+            "title",
+            "primary_industry",
+            "deputy_industry",
+            "content",
+            "example",
+        ] {
+            assert!(first[key].is_string(), "{key} in {first}");
+        }
+        let mini = get_json(&c, &format!("{base}/wxaapi/newtmpl/gettemplate{q}")).await;
+        assert_eq!(mini["errcode"], 0);
+        assert!(mini["data"][0]["priTmplId"].is_string());
+        assert_eq!(mini["data"][0]["type"], 2);
+        // Without a token: refused like a send.
+        let no = get_json(&c, &format!("{base}/wxaapi/newtmpl/gettemplate")).await;
+        assert_eq!(no["errcode"], 41001);
+
+        let send = format!("{base}/cgi-bin/message/template/send{q}");
+        let body = serde_json::to_vec(&json!({"touser": "o1", "template_id": "t",
+            "data": {"k": {"value": "v"}}}))
+        .unwrap();
+        assert_eq!(post_json(&c, &send, body).await.0["errcode"], 0);
+        let quota_url = format!("{base}/cgi-bin/openapi/quota/get{q}");
+        let path = br#"{"cgi_path":"/cgi-bin/message/template/send"}"#.to_vec();
+        let (quota, _) = post_json(&c, &quota_url, path).await;
+        assert_eq!(
+            quota,
+            json!({"errcode": 0, "errmsg": "ok",
+                "quota": {"daily_limit": 5, "used": 1, "remain": 4},
+                "rate_limit": {"call_count": 20, "refresh_second": 1}})
+        );
+        let (unknown, _) = post_json(&c, &quota_url, br#"{"cgi_path":"/x"}"#.to_vec()).await;
+        assert_eq!(unknown["errcode"], 76021);
+        let clear = format!("{base}/cgi-bin/clear_quota{q}");
+        let (cleared, _) = post_json(&c, &clear, br#"{"appid":"wx0123456789"}"#.to_vec()).await;
+        assert_eq!(cleared["errcode"], 0);
+        let path = br#"{"cgi_path":"/cgi-bin/message/template/send"}"#.to_vec();
+        assert_eq!(post_json(&c, &quota_url, path).await.0["quota"]["used"], 0);
+
+        // An empty POST body is 44002 everywhere.
+        for url in [
+            &send,
+            &quota_url,
+            &clear,
+            &format!("{base}/cgi-bin/stable_token"),
+        ] {
+            let (r, text) = post_json(&c, url, Vec::new()).await;
+            assert_eq!(r["errcode"], 44002, "{url}: {text}");
+        }
+        sb.shutdown().await;
+    }
+
+    /// A tolerant sandbox accepts what WeChat accepts and says in `/sandbox/requests` what
+    /// it ignored; bizsend is served with the subscribe value rules.
+    #[tokio::test]
+    async fn tolerant_bodies_and_bizsend_over_http() {
+        let sb = start(Knobs::default()).await;
+        let base = sb.base_url();
+        let c = reqwest::Client::new();
+        let tok = token(&c, &base).await;
+        let sub = format!("{base}/cgi-bin/message/subscribe/send?access_token={tok}");
+        let body = json!({"touser": "o1", "template_id": "t", "page": "", "lang": "",
+            "miniprogram_state": "", "data": {"thing1": {"value": "好"}}});
+        let (r, _) = post_json(&c, &sub, serde_json::to_vec(&body).unwrap()).await;
+        assert_eq!(r["errcode"], 0);
+        let biz = format!("{base}/cgi-bin/message/subscribe/bizsend?access_token={tok}");
+        let body = json!({"touser": "o2", "template_id": "t", "page": "https://example.com",
+            "data": {"thing1": {"value": "好"}, "time2": {"value": "明天"}}});
+        let (r, _) = post_json(&c, &biz, serde_json::to_vec(&body).unwrap()).await;
+        assert_eq!(r["errcode"], 47003);
+        assert!(
+            r["errmsg"]
+                .as_str()
+                .unwrap()
+                .contains("data.time2.value invalid")
+        );
+        let log = get_json(&c, &format!("{base}/sandbox/requests")).await;
+        assert_eq!(log[0]["ignored"], json!(["miniprogram_state", "lang"]));
+        assert_eq!(log[1]["path"], "/cgi-bin/message/subscribe/bizsend");
+        assert!(log[1].get("ignored").is_none());
+        sb.shutdown().await;
     }
 
     /// Bound for waits that must finish; generous so slow CI does not flake.

@@ -18,11 +18,24 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::validate::{Endpoint, Reject, SendFields};
-use super::{Knobs, Recorded, Stats};
+use super::{Knobs, Recorded, Stats, Templates};
 
 /// The longest token life the sandbox hands out (a larger `token_ttl` is clamped).
 const MAX_TOKEN_TTL: Duration = Duration::from_secs(365 * 86_400);
 
+/// Every token this sandbox mints starts so: a token of that shape it did not mint was
+/// minted by another sandbox (or an earlier start of this one) and is answered 40001, as
+/// WeChat answers a token that is no longer the latest; anything else is 40014.
+const TOKEN_PREFIX: &str = "sbx_";
+/// Hex digits after [`TOKEN_PREFIX`].
+const TOKEN_HEX: usize = 48;
+/// `stable_token` with `force_refresh`: at most this many a day…
+const FORCE_REFRESH_DAILY: u32 = 20;
+/// …and at least this far apart; a closer one refreshes nothing (the current token is
+/// returned; wechat-api.md §1.2 leaves open whether WeChat answers an errcode instead).
+const FORCE_REFRESH_SPACING: Duration = Duration::from_secs(30);
+/// `clear_quota` resets per month.
+const CLEAR_QUOTA_MONTHLY: u32 = 10;
 /// How long a superseded classic token keeps working (capped by the ttl).
 const CLASSIC_GRACE: Duration = Duration::from_secs(300);
 /// Upper bound of the stable-token renewal window (`min(300 s, ttl/4)`).
@@ -102,6 +115,16 @@ impl SendAnswer {
     }
 }
 
+/// The figures of `openapi/quota/get`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Quota {
+    pub(crate) daily_limit: u64,
+    pub(crate) used: u64,
+    pub(crate) remain: u64,
+    /// Calls per second, when the sandbox limits them.
+    pub(crate) rate_limit: Option<u32>,
+}
+
 /// All mutable sandbox state; lives behind one mutex.
 pub(crate) struct State {
     knobs: Knobs,
@@ -118,7 +141,15 @@ pub(crate) struct State {
     stable_live: Vec<String>,
     next_msgid: u64,
     next_seq: u64,
-    daily_used: u64,
+    /// Accepted sends today, per endpoint (each has its own daily quota).
+    daily_used: HashMap<Endpoint, u64>,
+    /// `GET /cgi-bin/token` calls today.
+    classic_today: u64,
+    /// `force_refresh` calls today, and when the last one refreshed.
+    forced_today: u32,
+    last_forced: Option<Instant>,
+    /// `clear_quota` calls "this month" (the sandbox never starts a new month).
+    clears: u32,
     /// Arrival instants of send requests in the last second (for stats).
     arrivals: VecDeque<Instant>,
     /// Instants of send requests that passed the rate limit in the last second.
@@ -167,7 +198,8 @@ fn fail_prefix_msg(code: i64) -> &'static str {
 
 impl State {
     pub(crate) fn new(knobs: Knobs, started: Instant) -> State {
-        let seed = knobs.seed;
+        // Without a seed every start differs, so its tokens are its own.
+        let seed = knobs.seed.unwrap_or_else(rand::random);
         State {
             knobs,
             started,
@@ -180,7 +212,11 @@ impl State {
             stable_live: Vec::new(),
             next_msgid: FIRST_MSGID,
             next_seq: 0,
-            daily_used: 0,
+            daily_used: HashMap::new(),
+            classic_today: 0,
+            forced_today: 0,
+            last_forced: None,
+            clears: 0,
             arrivals: VecDeque::new(),
             admitted: VecDeque::new(),
             used_form_ids: HashSet::new(),
@@ -203,8 +239,24 @@ impl State {
         v.into_iter().map(|(_, r)| r.clone()).collect()
     }
 
+    /// A new day: every daily counter starts again.
+    pub(crate) fn templates(&self) -> &Templates {
+        &self.knobs.templates
+    }
+
     pub(crate) fn next_day(&mut self) {
-        self.daily_used = 0;
+        self.daily_used.clear();
+        self.classic_today = 0;
+        self.forced_today = 0;
+    }
+
+    /// The daily quota of a send endpoint: the `daily_quota` knob, or WeChat's default.
+    fn daily_limit(&self, endpoint: Endpoint) -> u64 {
+        self.knobs.daily_quota.unwrap_or(match endpoint {
+            Endpoint::Template => 100_000,
+            Endpoint::Wxopen => 1_000_000,
+            Endpoint::Subscribe | Endpoint::Bizsend => 10_000_000,
+        })
     }
 
     /// Ends the faults that answer for the account or the recipient (busy, per-openid
@@ -253,9 +305,9 @@ impl State {
 
     fn mint(&mut self, now: Instant) -> String {
         let token = loop {
-            let mut s = String::with_capacity(52);
-            s.push_str("sbx_");
-            for _ in 0..3 {
+            let mut s = String::with_capacity(TOKEN_PREFIX.len() + TOKEN_HEX);
+            s.push_str(TOKEN_PREFIX);
+            for _ in 0..TOKEN_HEX / 16 {
                 s.push_str(&format!("{:016x}", self.token_rng.next_u64()));
             }
             if !self.tokens.contains_key(&s) {
@@ -282,6 +334,13 @@ impl State {
     ) -> Result<Issued, Reject> {
         self.stats.token_calls += 1;
         self.check_credentials(c)?;
+        if self.classic_today >= self.knobs.token_daily_limit {
+            return Err(Reject::new(
+                45009,
+                "reach max api daily quota limit, could get access_token by getStableAccessToken",
+            ));
+        }
+        self.classic_today += 1;
         let grace = CLASSIC_GRACE.min(self.token_ttl());
         if let Some(prev) = self.classic_current.take()
             && let Some(t) = self.tokens.get_mut(&prev)
@@ -307,7 +366,15 @@ impl State {
         let tokens = &self.tokens;
         self.stable_live
             .retain(|t| tokens.get(t).is_some_and(|t| now < t.expires_at));
-        if force_refresh {
+        let spaced = self
+            .last_forced
+            .is_none_or(|at| now.duration_since(at) >= FORCE_REFRESH_SPACING);
+        if force_refresh && self.forced_today >= FORCE_REFRESH_DAILY {
+            return Err(Reject::new(45009, "reach max api daily quota limit"));
+        }
+        if force_refresh && spaced {
+            self.forced_today += 1;
+            self.last_forced = Some(now);
             for t in self.stable_live.drain(..) {
                 if let Some(tok) = self.tokens.get_mut(&t) {
                     tok.dead_from = Some(now);
@@ -349,7 +416,17 @@ impl State {
             return Err(Reject::new(41001, "access_token missing"));
         };
         let Some(t) = self.tokens.get(token) else {
-            return Err(Reject::new(40014, "invalid access_token"));
+            let minted_elsewhere = token.strip_prefix(TOKEN_PREFIX).is_some_and(|hex| {
+                hex.len() == TOKEN_HEX && hex.bytes().all(|b| b.is_ascii_hexdigit())
+            });
+            return Err(if minted_elsewhere {
+                Reject::new(
+                    40001,
+                    "invalid credential, access_token is invalid or not latest",
+                )
+            } else {
+                Reject::new(40014, "invalid access_token")
+            });
         };
         if t.dead_from.is_some_and(|d| now >= d) {
             return Err(Reject::new(
@@ -444,9 +521,7 @@ impl State {
         // (7) body format
         let fields = checked.as_ref().map_err(Clone::clone)?;
         // (8) daily quota
-        if let Some(q) = self.knobs.daily_quota
-            && self.daily_used >= q
-        {
+        if self.used_today(endpoint) >= self.daily_limit(endpoint) {
             return Err(Reject::new(45009, "reach max api daily quota limit"));
         }
         // (9) recipient and template
@@ -492,11 +567,11 @@ impl State {
                     return Err(Reject::new(41029, "form id used count reach limit"));
                 }
             }
-            Endpoint::Subscribe => {}
+            Endpoint::Subscribe | Endpoint::Bizsend => {}
         }
         // success
         self.stats.accepted += 1;
-        self.daily_used += 1;
+        *self.daily_used.entry(endpoint).or_insert(0) += 1;
         if !self
             .delivered
             .insert(hash_of((endpoint, touser, template_id)))
@@ -505,7 +580,7 @@ impl State {
         }
         let msgid = match endpoint {
             Endpoint::Wxopen => None,
-            Endpoint::Template | Endpoint::Subscribe => {
+            Endpoint::Template | Endpoint::Subscribe | Endpoint::Bizsend => {
                 let id = self.next_msgid;
                 self.next_msgid += 1;
                 Some(id)
@@ -516,6 +591,54 @@ impl State {
             self.client_msg_id_order.push_back((now, key));
         }
         Ok(SendAnswer::Ok { msgid })
+    }
+
+    /// Accepted sends of `endpoint` today.
+    fn used_today(&self, endpoint: Endpoint) -> u64 {
+        self.daily_used.get(&endpoint).copied().unwrap_or(0)
+    }
+
+    /// `POST /cgi-bin/openapi/quota/get` for `cgi_path` (wechat-api.md §6): the same
+    /// counters that answer 45009, so a client's preflight and its run agree.
+    pub(crate) fn quota(&self, cgi_path: &str) -> Result<Quota, Reject> {
+        let (daily_limit, used) = if cgi_path == "/cgi-bin/token" {
+            (self.knobs.token_daily_limit, self.classic_today)
+        } else if let Some(ep) = Endpoint::ALL.into_iter().find(|e| e.path() == cgi_path) {
+            (self.daily_limit(ep), self.used_today(ep))
+        } else if cgi_path == "/cgi-bin/stable_token" {
+            (500_000, self.stats.stable_token_calls)
+        } else {
+            return Err(Reject::new(76021, "cgi_path not found, please check"));
+        };
+        Ok(Quota {
+            daily_limit,
+            used,
+            remain: daily_limit.saturating_sub(used),
+            rate_limit: self.knobs.rate_limit,
+        })
+    }
+
+    /// `POST /cgi-bin/clear_quota`: every daily counter starts again, 10 times a month.
+    pub(crate) fn clear_quota(&mut self, appid: Option<&str>) -> Result<(), Reject> {
+        let Some(appid) = appid.filter(|a| !a.is_empty()) else {
+            return Err(Reject::new(41002, "appid missing"));
+        };
+        let ours = match &self.knobs.appid {
+            Some(a) => a == appid,
+            None => appid.starts_with("wx"),
+        };
+        if !ours {
+            return Err(Reject::new(40013, "invalid appid"));
+        }
+        if self.clears >= CLEAR_QUOTA_MONTHLY {
+            return Err(Reject::new(
+                48006,
+                "forbid to clear quota because of reaching the limit",
+            ));
+        }
+        self.clears += 1;
+        self.next_day();
+        Ok(())
     }
 
     fn prune_client_msg_ids(&mut self, now: Instant) {
@@ -544,7 +667,14 @@ impl State {
     }
 
     /// Counts the answer of a send request and records it.
-    pub(crate) fn finish_send(&mut self, arrival: Arrival, path: &str, body: Value, errcode: i64) {
+    pub(crate) fn finish_send(
+        &mut self,
+        arrival: Arrival,
+        path: &str,
+        body: Value,
+        ignored: Vec<String>,
+        errcode: i64,
+    ) {
         *self.stats.by_errcode.entry(errcode).or_insert(0) += 1;
         if self.records.len() >= MAX_RECORDED {
             self.records.pop_front();
@@ -554,6 +684,7 @@ impl State {
             Recorded {
                 path: path.to_owned(),
                 body,
+                ignored,
                 errcode,
                 at_ms: arrival.at_ms,
             },
@@ -564,7 +695,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::validate::check_body;
+    use crate::sandbox::validate::{Mode, check_body};
     use serde_json::json;
 
     const CREDS: Credentials<'static> = Credentials {
@@ -589,9 +720,9 @@ mod tests {
     /// Runs the whole send pipeline for `body` and returns the answer.
     fn send(st: &mut State, ep: Endpoint, token: &str, body: Value, now: Instant) -> SendAnswer {
         let arrival = st.arrive(now);
-        let checked = check_body(ep, &body);
+        let checked = check_body(ep, &body, Mode::Strict);
         let a = st.decide_send(ep, Some(token), &checked, now);
-        st.finish_send(arrival, ep.path(), body, a.errcode());
+        st.finish_send(arrival, ep.path(), body, Vec::new(), a.errcode());
         a
     }
 
@@ -754,6 +885,103 @@ mod tests {
             .expect("token");
         assert_ne!(d.access_token, c.access_token);
         assert_eq!(st.stats().tokens_minted, 6);
+    }
+
+    /// Issue 12 §3: a token another sandbox minted (or this one before a restart) is 40001,
+    /// like WeChat's "not latest"; unseeded starts mint different tokens.
+    #[test]
+    fn tokens_are_this_instance_s() {
+        let (mut a, t0) = state(Knobs::default());
+        let (mut b, _) = state(Knobs::default());
+        let ta = a.stable_token(CREDS, false, t0).unwrap().access_token;
+        let tb = b.stable_token(CREDS, false, t0).unwrap().access_token;
+        assert_ne!(ta, tb, "unseeded starts mint their own tokens");
+        assert_eq!(code(a.check_token(Some(&tb), t0)), 40001);
+        assert_eq!(code(a.check_token(Some("not-a-token"), t0)), 40014);
+        let (mut c, _) = state(Knobs {
+            seed: Some(9),
+            ..Knobs::default()
+        });
+        let (mut d, _) = state(Knobs {
+            seed: Some(9),
+            ..Knobs::default()
+        });
+        let tc = c.stable_token(CREDS, false, t0).unwrap().access_token;
+        assert_eq!(tc, d.stable_token(CREDS, false, t0).unwrap().access_token);
+    }
+
+    /// `/cgi-bin/token` has a daily limit (45009), `force_refresh` 20 a day, 30 s apart.
+    #[test]
+    fn token_endpoint_limits() {
+        let (mut st, t0) = state(Knobs {
+            token_daily_limit: 3,
+            ..Knobs::default()
+        });
+        for i in 0..3 {
+            st.classic_token(CREDS, t0 + secs(i))
+                .expect("within the limit");
+        }
+        let over = st.classic_token(CREDS, t0 + secs(4)).unwrap_err();
+        assert_eq!(over.code, 45009);
+        assert!(over.msg.starts_with("reach max api daily quota limit"));
+        assert_eq!(st.quota("/cgi-bin/token").unwrap().remain, 0);
+        st.next_day();
+        st.classic_token(CREDS, t0 + secs(5)).expect("a new day");
+
+        let first = st.stable_token(CREDS, true, t0).unwrap().access_token;
+        // 10 s later: too soon, nothing is refreshed and the token stays valid.
+        let soon = st.stable_token(CREDS, true, t0 + secs(10)).unwrap();
+        assert_eq!(soon.access_token, first);
+        assert_eq!(st.check_token(Some(&first), t0 + secs(10)), Ok(()));
+        let mut at = t0;
+        let mut last = first;
+        for _ in 1..20 {
+            at += secs(30);
+            let t = st.stable_token(CREDS, true, at).unwrap().access_token;
+            assert_ne!(t, last);
+            last = t;
+        }
+        let capped = st.stable_token(CREDS, true, at + secs(30)).unwrap_err();
+        assert_eq!(capped.code, 45009);
+        assert_eq!(st.check_token(Some(&last), at + secs(30)), Ok(()));
+        // Normal mode still works past the force cap.
+        let normal = st.stable_token(CREDS, false, at + secs(31)).unwrap();
+        assert_eq!(normal.access_token, last);
+    }
+
+    /// `quota/get` reads the counters that answer 45009; `clear_quota` resets them, 10 a month.
+    #[test]
+    fn quota_get_and_clear_quota() {
+        let (mut st, t0) = state(Knobs {
+            daily_quota: Some(2),
+            ..Knobs::default()
+        });
+        let tok = st.classic_token(CREDS, t0).unwrap().access_token;
+        let path = Endpoint::Template.path();
+        assert_eq!(st.quota(path).unwrap().remain, 2);
+        send(&mut st, Endpoint::Template, &tok, tpl("o_1"), t0);
+        let q = st.quota(path).unwrap();
+        assert_eq!((q.daily_limit, q.used, q.remain), (2, 1, 1));
+        // Each endpoint has its own quota.
+        assert_eq!(st.quota(Endpoint::Bizsend.path()).unwrap().used, 0);
+        assert_eq!(st.quota("/cgi-bin/nope").unwrap_err().code, 76021);
+        assert_eq!(st.quota("cgi-bin/token").unwrap_err().code, 76021);
+        send(&mut st, Endpoint::Template, &tok, tpl("o_2"), t0);
+        assert_eq!(
+            send(&mut st, Endpoint::Template, &tok, tpl("o_3"), t0).errcode(),
+            45009
+        );
+        assert_eq!(st.clear_quota(Some("xx")).unwrap_err().code, 40013);
+        assert_eq!(st.clear_quota(None).unwrap_err().code, 41002);
+        st.clear_quota(Some("wx0123456789abcdef")).unwrap();
+        assert_eq!(st.quota(path).unwrap().remain, 2);
+        for _ in 1..10 {
+            st.clear_quota(Some("wx0123456789abcdef")).unwrap();
+        }
+        assert_eq!(
+            st.clear_quota(Some("wx0123456789abcdef")).unwrap_err().code,
+            48006
+        );
     }
 
     #[test]
@@ -984,7 +1212,7 @@ mod tests {
         let run = |seed| {
             let (mut st, t0) = state(Knobs {
                 busy_ratio: 0.5,
-                seed,
+                seed: Some(seed),
                 ..Knobs::default()
             });
             let tok = st.classic_token(CREDS, t0).expect("token").access_token;
@@ -1010,9 +1238,15 @@ mod tests {
         now: Instant,
     ) -> (SendAnswer, Fate) {
         let arrival = st.arrive(now);
-        let checked = check_body(Endpoint::Template, &body);
+        let checked = check_body(Endpoint::Template, &body, Mode::Strict);
         let a = st.decide_send(Endpoint::Template, Some(token), &checked, now);
-        st.finish_send(arrival, Endpoint::Template.path(), body, a.errcode());
+        st.finish_send(
+            arrival,
+            Endpoint::Template.path(),
+            body,
+            Vec::new(),
+            a.errcode(),
+        );
         let fate = st.fate(arrival, a.errcode(), released);
         (a, fate)
     }
@@ -1069,7 +1303,7 @@ mod tests {
             let (mut st, t0) = state(Knobs {
                 busy_ratio: 0.5,
                 reset_ratio,
-                seed,
+                seed: Some(seed),
                 ..Knobs::default()
             });
             let tok = st.classic_token(CREDS, t0).expect("token").access_token;
@@ -1126,7 +1360,7 @@ mod tests {
         let (mut st, t0) = state(Knobs::default());
         for _ in 0..MAX_RECORDED + 5 {
             let a = st.arrive(t0);
-            st.finish_send(a, "/x", Value::Null, 41001);
+            st.finish_send(a, "/x", Value::Null, Vec::new(), 41001);
         }
         let recs = st.requests();
         assert_eq!(recs.len(), MAX_RECORDED);

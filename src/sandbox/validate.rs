@@ -1,16 +1,33 @@
-//! Body validation for the three send endpoints of the sandbox.
+//! Body validation for the four send endpoints of the sandbox.
 //!
 //! Everything here is pure: it looks at the parsed JSON body only and never at
 //! sandbox state. [`check_body`] splits a body into
 //! * a format verdict (47001 `data format error`, answered at step 7),
 //! * the fields the stateful checks need (`touser`, `template_id`,
-//!   `client_msg_id`, `form_id`), and
+//!   `client_msg_id`, `form_id`),
 //! * the endpoint-specific verdict that is answered at step 11 (47003 for
-//!   subscribe data rules, 41028 for a bad `form_id`).
+//!   subscribe data rules, 41028 for a bad `form_id`), and
+//! * the fields WeChat ignores that the body carried.
+//!
+//! Two modes. By default the sandbox is as tolerant as WeChat: a field it does not know,
+//! and an empty optional one (`"miniprogram_state": ""`, `"lang": ""`, `"color": ""`), is
+//! accepted and listed as ignored, as real SDKs send them (co-wechat-api's `topColor`,
+//! silenceper's empty strings, WxJava's `miniprogram.path`). [`Mode::Strict`] answers them
+//! 47001/47003, so that a test of a client catches a body it did not mean to send.
 
 use serde_json::{Map, Value};
 
-/// The three send endpoints the sandbox emulates.
+/// How strictly bodies are checked (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// WeChat's tolerance: unknown and empty optional fields are ignored.
+    #[default]
+    Tolerant,
+    /// Only the documented fields, each well formed.
+    Strict,
+}
+
+/// The four send endpoints the sandbox emulates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Endpoint {
     /// `/cgi-bin/message/template/send` (Official Account template message).
@@ -19,11 +36,17 @@ pub(crate) enum Endpoint {
     Wxopen,
     /// `/cgi-bin/message/subscribe/send` (Mini Program subscribe message).
     Subscribe,
+    /// `/cgi-bin/message/subscribe/bizsend` (Official Account subscribe notification).
+    Bizsend,
 }
 
 impl Endpoint {
-    pub(crate) const ALL: [Endpoint; 3] =
-        [Endpoint::Template, Endpoint::Wxopen, Endpoint::Subscribe];
+    pub(crate) const ALL: [Endpoint; 4] = [
+        Endpoint::Template,
+        Endpoint::Wxopen,
+        Endpoint::Subscribe,
+        Endpoint::Bizsend,
+    ];
 
     /// The URL path of the endpoint.
     pub(crate) fn path(self) -> &'static str {
@@ -31,11 +54,12 @@ impl Endpoint {
             Endpoint::Template => "/cgi-bin/message/template/send",
             Endpoint::Wxopen => "/cgi-bin/message/wxopen/template/send",
             Endpoint::Subscribe => "/cgi-bin/message/subscribe/send",
+            Endpoint::Bizsend => "/cgi-bin/message/subscribe/bizsend",
         }
     }
 
-    /// Top-level fields the endpoint accepts; anything else is 47001.
-    fn allowed_fields(self) -> &'static [&'static str] {
+    /// The documented top-level fields (wechat-api.md §§2–4A).
+    fn known_fields(self) -> &'static [&'static str] {
         match self {
             Endpoint::Template => &[
                 "touser",
@@ -62,6 +86,7 @@ impl Endpoint {
                 "miniprogram_state",
                 "lang",
             ],
+            Endpoint::Bizsend => &["touser", "template_id", "page", "miniprogram", "data"],
         }
     }
 }
@@ -105,45 +130,38 @@ pub(crate) struct SendFields {
     pub(crate) form_id: Option<String>,
     /// Endpoint rule violation answered at step 11, before any state check.
     pub(crate) endpoint_error: Option<Reject>,
+    /// Fields the body carried that WeChat ignores (tolerant mode), as dotted paths.
+    pub(crate) ignored: Vec<String>,
 }
 
 /// Maximum length of `client_msg_id` in bytes.
 const CLIENT_MSG_ID_MAX: usize = 64;
 
 /// Checks a parsed send body. `Err` is a 47001 format error (step 7).
-pub(crate) fn check_body(endpoint: Endpoint, body: &Value) -> Result<SendFields, Reject> {
+pub(crate) fn check_body(
+    endpoint: Endpoint,
+    body: &Value,
+    mode: Mode,
+) -> Result<SendFields, Reject> {
     let Value::Object(obj) = body else {
         return Err(Reject::format("body must be a JSON object"));
     };
-    let allowed = endpoint.allowed_fields();
-    if let Some(unknown) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(Reject::format(format_args!("unknown field `{unknown}`")));
-    }
     let mut fields = SendFields {
         touser: non_empty(opt_str(obj, "touser")?),
         template_id: non_empty(opt_str(obj, "template_id")?),
         ..SendFields::default()
     };
+    let mut seen = Seen {
+        mode,
+        ignored: &mut fields.ignored,
+    };
+    seen.unknown("", obj, endpoint.known_fields())?;
     match endpoint {
         Endpoint::Template => {
-            if let Some(url) = opt_str(obj, "url")?
-                && !url.is_empty()
-                && !(url.starts_with("http://") || url.starts_with("https://"))
-            {
-                return Err(Reject::format(
-                    "field `url` must start with http:// or https://",
-                ));
+            if let Some(url) = opt_str(obj, "url")? {
+                web_url("url", url)?;
             }
-            if let Some(mp) = opt_obj(obj, "miniprogram")? {
-                if let Some(k) = mp.keys().find(|k| *k != "appid" && *k != "pagepath") {
-                    return Err(Reject::format(format_args!(
-                        "unknown field `miniprogram.{k}`"
-                    )));
-                }
-                opt_str(mp, "appid").map_err(|_| wrong_type("miniprogram.appid", "a string"))?;
-                opt_str(mp, "pagepath")
-                    .map_err(|_| wrong_type("miniprogram.pagepath", "a string"))?;
-            }
+            miniprogram(obj, &mut seen)?;
             if let Some(id) = opt_str(obj, "client_msg_id")? {
                 if id.len() > CLIENT_MSG_ID_MAX {
                     return Err(Reject::format(format_args!(
@@ -152,16 +170,14 @@ pub(crate) fn check_body(endpoint: Endpoint, body: &Value) -> Result<SendFields,
                 }
                 fields.client_msg_id = non_empty(Some(id));
             }
-            let data =
-                opt_obj(obj, "data")?.ok_or_else(|| Reject::format("missing field `data`"))?;
-            check_data_shape(data)?;
+            check_data_shape(required_data(obj)?, &mut seen)?;
         }
         Endpoint::Wxopen => {
             opt_str(obj, "page")?;
             opt_str(obj, "emphasis_keyword")?;
             opt_str(obj, "color")?;
             if let Some(data) = opt_obj(obj, "data")? {
-                check_data_shape(data)?;
+                check_data_shape(data, &mut seen)?;
             }
             let form_id = opt_str(obj, "form_id")?;
             match form_id {
@@ -176,15 +192,94 @@ pub(crate) fn check_body(endpoint: Endpoint, body: &Value) -> Result<SendFields,
         }
         Endpoint::Subscribe => {
             opt_str(obj, "page")?;
-            let state = opt_str(obj, "miniprogram_state")?;
-            let lang = opt_str(obj, "lang")?;
-            let data =
-                opt_obj(obj, "data")?.ok_or_else(|| Reject::format("missing field `data`"))?;
-            check_data_shape(data)?;
+            let state = seen.optional(obj, "miniprogram_state")?;
+            let lang = seen.optional(obj, "lang")?;
+            let data = required_data(obj)?;
+            check_data_shape(data, &mut seen)?;
             fields.endpoint_error = subscribe_rules(data, state, lang).err();
+        }
+        Endpoint::Bizsend => {
+            // `page` is the web page to open (wechat-api.md §4A); the tolerant sandbox, like
+            // WeChat as far as anyone has reported, does not look inside it.
+            if let Some(page) = opt_str(obj, "page")?
+                && mode == Mode::Strict
+            {
+                web_url("page", page)?;
+            }
+            miniprogram(obj, &mut seen)?;
+            let data = required_data(obj)?;
+            check_data_shape(data, &mut seen)?;
+            fields.endpoint_error = subscribe_rules(data, None, None).err();
         }
     }
     Ok(fields)
+}
+
+/// Undocumented and empty optional fields, judged by the [`Mode`]: refused when strict,
+/// collected in `ignored` when tolerant.
+struct Seen<'a> {
+    mode: Mode,
+    ignored: &'a mut Vec<String>,
+}
+
+impl Seen<'_> {
+    /// Every key of `obj` not in `known` (at `prefix`, e.g. `miniprogram.`).
+    fn unknown(
+        &mut self,
+        prefix: &str,
+        obj: &Map<String, Value>,
+        known: &[&str],
+    ) -> Result<(), Reject> {
+        for k in obj.keys().filter(|k| !known.contains(&k.as_str())) {
+            if self.mode == Mode::Strict {
+                return Err(Reject::format(format_args!("unknown field `{prefix}{k}`")));
+            }
+            self.ignored.push(format!("{prefix}{k}"));
+        }
+        Ok(())
+    }
+
+    /// An optional string field whose empty value a tolerant WeChat takes as absent.
+    fn optional<'v>(
+        &mut self,
+        obj: &'v Map<String, Value>,
+        key: &str,
+    ) -> Result<Option<&'v str>, Reject> {
+        match opt_str(obj, key)? {
+            Some("") if self.mode == Mode::Tolerant => {
+                self.ignored.push(key.to_owned());
+                Ok(None)
+            }
+            v => Ok(v),
+        }
+    }
+}
+
+/// `url` (template) and `page` (bizsend, strict): a web address, or empty.
+fn web_url(field: &str, url: &str) -> Result<(), Reject> {
+    if url.is_empty() || url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(Reject::format(format_args!(
+            "field `{field}` must start with http:// or https://"
+        )))
+    }
+}
+
+/// `miniprogram: {appid, pagepath}` of the two Official Account endpoints.
+fn miniprogram(obj: &Map<String, Value>, seen: &mut Seen<'_>) -> Result<(), Reject> {
+    let Some(mp) = opt_obj(obj, "miniprogram")? else {
+        return Ok(());
+    };
+    seen.unknown("miniprogram.", mp, &["appid", "pagepath"])?;
+    opt_str(mp, "appid").map_err(|_| wrong_type("miniprogram.appid", "a string"))?;
+    opt_str(mp, "pagepath").map_err(|_| wrong_type("miniprogram.pagepath", "a string"))?;
+    Ok(())
+}
+
+/// `data`, which every endpoint but the retired one requires.
+fn required_data(obj: &Map<String, Value>) -> Result<&Map<String, Value>, Reject> {
+    opt_obj(obj, "data")?.ok_or_else(|| Reject::format("missing field `data`"))
 }
 
 /// 47001 for a field of the wrong JSON type.
@@ -217,17 +312,14 @@ fn non_empty(s: Option<&str>) -> Option<String> {
     s.filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
-/// `data` must map each key to `{"value": string, "color"?: "#RRGGBB"}`.
-fn check_data_shape(data: &Map<String, Value>) -> Result<(), Reject> {
+/// `data` must map each key to `{"value": string, "color"?: "#RRGGBB"}`. Tolerant: other
+/// keys, and a colour that is not `#RRGGBB` (WeChat ignores colours), are ignored.
+fn check_data_shape(data: &Map<String, Value>, seen: &mut Seen<'_>) -> Result<(), Reject> {
     for (key, item) in data {
         let Value::Object(item) = item else {
             return Err(wrong_type(&format!("data.{key}"), "an object"));
         };
-        if let Some(k) = item.keys().find(|k| *k != "value" && *k != "color") {
-            return Err(Reject::format(format_args!(
-                "unknown field `data.{key}.{k}`"
-            )));
-        }
+        seen.unknown(&format!("data.{key}."), item, &["value", "color"])?;
         match item.get("value") {
             Some(Value::String(_)) => {}
             None | Some(Value::Null) => {
@@ -240,6 +332,9 @@ fn check_data_shape(data: &Map<String, Value>) -> Result<(), Reject> {
         match item.get("color") {
             None | Some(Value::Null) => {}
             Some(Value::String(c)) if is_hex_color(c) => {}
+            Some(Value::String(_)) if seen.mode == Mode::Tolerant => {
+                seen.ignored.push(format!("data.{key}.color"));
+            }
             Some(_) => return Err(wrong_type(&format!("data.{key}.color"), "\"#RRGGBB\"")),
         }
     }
@@ -484,6 +579,102 @@ mod value_rules_agree {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The strict checks (the tolerant ones have their own tests below).
+    fn check_body(endpoint: Endpoint, body: &Value) -> Result<SendFields, Reject> {
+        super::check_body(endpoint, body, Mode::Strict)
+    }
+
+    fn tolerant(endpoint: Endpoint, body: Value) -> Result<SendFields, Reject> {
+        super::check_body(endpoint, &body, Mode::Tolerant)
+    }
+
+    /// What real SDKs send (issue 12 §3): co-wechat-api's `topColor`, silenceper's empty
+    /// `miniprogram_state`/`lang`, WxJava's `miniprogram.path`, an empty colour. WeChat
+    /// accepts them; so does the tolerant sandbox, listing them as ignored. Strict refuses.
+    #[test]
+    fn tolerant_mode_accepts_what_sdks_send() {
+        let template = json!({
+            "touser": "o1", "template_id": "t", "topColor": "#FF0000",
+            "miniprogram": {"appid": "wxmini", "path": "index"},
+            "data": {"keyword1": {"value": "x", "color": ""}}
+        });
+        let f = tolerant(Endpoint::Template, template.clone()).expect("tolerated");
+        assert_eq!(
+            f.ignored,
+            ["topColor", "miniprogram.path", "data.keyword1.color"]
+        );
+        assert_eq!(
+            check_body(Endpoint::Template, &template).unwrap_err().code,
+            47001
+        );
+
+        let subscribe = json!({
+            "touser": "o1", "template_id": "t", "page": "", "miniprogram_state": "",
+            "lang": "", "data": {"thing1": {"value": "好", "color": ""}}
+        });
+        let f = tolerant(Endpoint::Subscribe, subscribe.clone()).expect("tolerated");
+        assert_eq!(f.endpoint_error, None);
+        assert_eq!(
+            f.ignored,
+            ["miniprogram_state", "lang", "data.thing1.color"]
+        );
+        let strict = check_body(Endpoint::Subscribe, &subscribe);
+        assert!(strict.is_err() || strict.unwrap().endpoint_error.is_some());
+
+        // Tolerance is not blindness: wrong types and broken value rules still fail.
+        let e = tolerant(
+            Endpoint::Template,
+            json!({"touser": "o", "data": {"k": {"value": 1}}}),
+        );
+        assert_eq!(e.unwrap_err().code, 47001);
+        let f = tolerant(
+            Endpoint::Subscribe,
+            json!({"touser": "o", "template_id": "t", "lang": "fr", "data": {"thing1": {"value": "x"}}}),
+        )
+        .unwrap();
+        assert_eq!(f.endpoint_error.map(|e| e.code), Some(47003));
+    }
+
+    #[test]
+    fn bizsend_bodies() {
+        let body = json!({
+            "touser": "o1", "template_id": "t", "page": "https://example.com/a",
+            "miniprogram": {"appid": "wxmini", "pagepath": "index"},
+            "data": {"thing1": {"value": "好"}, "time2": {"value": "15:01"}}
+        });
+        let f = check_body(Endpoint::Bizsend, &body).expect("valid");
+        assert_eq!(f.endpoint_error, None);
+        assert_eq!(f.client_msg_id, None);
+        let mut bad = body.clone();
+        bad["data"]["time2"]["value"] = json!("明天");
+        let f = check_body(Endpoint::Bizsend, &bad).expect("format ok");
+        assert_eq!(
+            f.endpoint_error,
+            Some(Reject::new(
+                47003,
+                "argument invalid! data.time2.value invalid"
+            ))
+        );
+        // A client_msg_id is not part of bizsend: strict refuses it, tolerant ignores it.
+        let mut with_id = body.clone();
+        with_id["client_msg_id"] = json!("x");
+        assert_eq!(
+            check_body(Endpoint::Bizsend, &with_id).unwrap_err().code,
+            47001
+        );
+        assert_eq!(
+            tolerant(Endpoint::Bizsend, with_id).unwrap().ignored,
+            ["client_msg_id"]
+        );
+        let mut not_web = body;
+        not_web["page"] = json!("pages/index");
+        assert_eq!(
+            check_body(Endpoint::Bizsend, &not_web).unwrap_err().code,
+            47001
+        );
+        assert!(tolerant(Endpoint::Bizsend, not_web).is_ok());
+    }
 
     fn template_body() -> Value {
         json!({

@@ -1,4 +1,4 @@
-//! Message bodies: the three send APIs' JSON, built by serde from typed structs.
+//! Message bodies: the four send APIs' JSON, built by serde from typed structs.
 //!
 //! Tera renders each value string; the body around it is serialized here, so a quote, a
 //! backslash or a newline in user data can never break the payload. `serde_json` writes
@@ -20,6 +20,8 @@ pub enum Endpoint {
     WxopenTemplateSend,
     /// Mini Program subscribe message.
     SubscribeSend,
+    /// Official Account subscribe notification.
+    BizSend,
 }
 
 impl Endpoint {
@@ -28,6 +30,7 @@ impl Endpoint {
             Endpoint::TemplateSend => "/cgi-bin/message/template/send",
             Endpoint::WxopenTemplateSend => "/cgi-bin/message/wxopen/template/send",
             Endpoint::SubscribeSend => "/cgi-bin/message/subscribe/send",
+            Endpoint::BizSend => "/cgi-bin/message/subscribe/bizsend",
         }
     }
 }
@@ -93,6 +96,22 @@ pub struct SubscribeMessage {
     pub miniprogram_state: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lang: Option<String>,
+}
+
+/// Body of `POST /cgi-bin/message/subscribe/bizsend` (Official Account subscribe
+/// notification), in the shape WxJava, wechatpy and silenceper send: `page` is the web page
+/// to open, and `miniprogram` wins over it. The newest official page disagrees (it lists
+/// `miniprogram_state` and `lang` and calls `page` a mini program page, wechat-api.md §4A);
+/// should WeChat follow it, this struct is the one place to change.
+#[derive(Debug, Clone, Serialize)]
+pub struct BizSubscribeMessage {
+    pub touser: String,
+    pub template_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub miniprogram: Option<Miniprogram>,
+    pub data: Data,
 }
 
 /// A message ready to send: where to, for whom, and the exact bytes to POST.

@@ -407,7 +407,7 @@ fn the_unknown_hint_resends_exactly_the_unknown_ones() {
     let w = Workdir::new();
     let sb = Sandbox::start(Knobs {
         reset_ratio: 0.2,
-        seed: 5,
+        seed: Some(5),
         ..Knobs::default()
     });
     generated(&w, 40, "rate: 1000\ntarget: mini\n");

@@ -122,7 +122,7 @@ fn connection_resets_never_cause_a_duplicate() {
         let w = Workdir::new();
         let sb = Sandbox::start(Knobs {
             reset_ratio: 0.02,
-            seed: 3,
+            seed: Some(3),
             ..Knobs::default()
         });
         generated(&w, 500, &format!("rate: 1000\nconcurrency: 16\n{target}"));
@@ -175,7 +175,7 @@ fn ctrl_c_finishes_in_flight_requests_and_resumes() {
     let sb = Sandbox::start(Knobs {
         latency: std::time::Duration::from_millis(50),
         busy_ratio: 0.3,
-        seed: 5,
+        seed: Some(5),
         ..Knobs::default()
     });
     generated(&w, 200, "rate: 100\nconcurrency: 8\ntarget: mini\n");
@@ -220,7 +220,7 @@ fn busy_and_expiring_tokens_together_deliver_everyone_once() {
     let knobs = Knobs {
         busy_ratio: 0.03,
         token_ttl: std::time::Duration::from_secs(2),
-        seed: 11,
+        seed: Some(11),
         ..Knobs::default()
     };
     let (_w, sb, _) = send_all(knobs, 1200, "rate: 400\nconcurrency: 16\n");

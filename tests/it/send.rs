@@ -185,7 +185,7 @@ fn token_expiring_mid_run_is_refreshed_once_for_all_workers() {
 fn busy_answers_are_retried_until_sent() {
     let knobs = Knobs {
         busy_ratio: 0.1,
-        seed: 7,
+        seed: Some(7),
         ..Knobs::default()
     };
     let n = 300;
@@ -386,4 +386,96 @@ fn secrets_never_appear_in_output_or_report() {
             "transport errors are reported"
         );
     }
+}
+
+/// Issue 12 §4: `target: official` + `official_api: subscribe` sends Official Account
+/// subscribe notifications to `subscribe/bizsend`, in the SDKs' shape: the web page as
+/// `page`, no `client_msg_id`, the typed-key rules of subscribe messages.
+#[test]
+fn official_subscribe_notifications_go_to_bizsend() {
+    let w = Workdir::with_examples();
+    let sb = Sandbox::start(Knobs::default());
+    w.cmd(&["check", "campaigns/course-notice.yaml"])
+        .run()
+        .expect(0)
+        .stdout_has("official account subscribe notifications");
+    w.cmd(&["send", "campaigns/course-notice.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(0)
+        .stdout_has("sent              2");
+    let bodies = sb.accepted_bodies("o_rbq1TOgERuflYd7PsiE9H565Oo");
+    assert_eq!(
+        bodies,
+        [json!({
+            "touser": "o_rbq1TOgERuflYd7PsiE9H565Oo",
+            "template_id": "bZ3kQ9rWm2LxT7vNc4HsJ8dYp6FgA1eUo5iRtKwXqVs",
+            "page": "https://example.com/courses/ielts-w1",
+            "data": {
+                "thing1": {"value": "雅思写作精讲"},
+                "time2": {"value": "2026年12月20日 19:30"},
+                "thing3": {"value": "石头同学,点击查看课程详情"}
+            }
+        })]
+    );
+    assert!(
+        sb.requests()
+            .iter()
+            .all(|r| r.path == "/cgi-bin/message/subscribe/bizsend")
+    );
+
+    // A mini program jump wins over the web page, as in template messages.
+    let yaml = w.read("campaigns/course-notice.yaml").replace(
+        "recipients:",
+        "miniprogram:\n  appid: wx2210554e092c3f99\n  pagepath: \"pages/course?id={{ course_id }}\"\nrecipients:",
+    );
+    w.write(
+        "campaigns/jump.yaml",
+        yaml.replace("name: course-notice", "name: jump"),
+    );
+    w.cmd(&["send", "campaigns/jump.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(0);
+    let last = sb
+        .accepted_bodies("o_rbq1TOgERuflYd7PsiE9H565Op")
+        .pop()
+        .unwrap();
+    assert_eq!(
+        last["miniprogram"],
+        json!({"appid": "wx2210554e092c3f99", "pagepath": "pages/course?id=ielts-s2"})
+    );
+
+    // A value the rules refuse stops the campaign before anything is sent.
+    let before = sb.stats().send_requests;
+    w.write(
+        "campaigns/course-notice.csv",
+        "openid,name,course,course_id,start\no_1,石头,雅思,x,明天晚上\n",
+    );
+    w.cmd(&["send", "campaigns/course-notice.yaml", "--yes", "--restart"])
+        .against(&sb)
+        .run()
+        .expect(2)
+        .stderr_has("row 1 (line 2), field `data.time2`");
+    assert_eq!(sb.stats().send_requests, before);
+}
+
+/// No `client_msg_id` on bizsend: a lost answer is `unknown`, and is not sent again.
+#[test]
+fn a_lost_bizsend_answer_is_unknown_and_not_repeated() {
+    let w = Workdir::with_examples();
+    let sb = Sandbox::start(Knobs {
+        reset_ratio: 1.0,
+        ..Knobs::default()
+    });
+    let run = w
+        .cmd(&["send", "campaigns/course-notice.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(0);
+    run.expect_advice("--resend-unknown");
+    let s = sb.stats();
+    assert_eq!((s.send_requests, s.accepted), (2, 2), "{s:?}");
+    let rows = w.report("campaigns/reports/course-notice.sandbox.csv");
+    assert!(rows.iter().all(|r| r["status"] == "unknown"), "{rows:?}");
 }

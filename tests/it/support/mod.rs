@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-pub use wxpush::sandbox::{Knobs, Recorded, SANDBOX_SECRET, Stats};
+pub use wxpush::sandbox::{Knobs, Mode, Recorded, SANDBOX_SECRET, Stats};
 
 /// A sandbox on 127.0.0.1:0, served by its own runtime; stopped on drop.
 pub struct Sandbox {
@@ -13,7 +13,17 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// A strict sandbox (`Mode::Strict`): wxpush's own tests refuse any body field wxpush
+    /// did not mean to send.
     pub fn start(knobs: Knobs) -> Self {
+        Sandbox::start_as(Knobs {
+            mode: Mode::Strict,
+            ..knobs
+        })
+    }
+
+    /// A sandbox with exactly `knobs` (tolerant unless they say otherwise).
+    pub fn start_as(knobs: Knobs) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -507,6 +517,9 @@ pub const SNAPSHOT_FILTERS: &[(&str, &str)] = &[
         r#"(e.g. "no answer: [TRANSPORT ERROR]")"#,
     ),
     (r"\d{8}T\d{6}(-\d+)?", "[STAMP]"),
+    // Plain progress lines come every few seconds: whether a run shows one depends on how
+    // long its retries' random backoff took.
+    (r"(?m)^progress: .*\n", ""),
 ];
 
 /// Snapshots a [`Run`]'s exit code, stdout and stderr, with [`SNAPSHOT_FILTERS`].
