@@ -433,13 +433,41 @@ fn load_template(
             ),
         });
     };
-    let src = read(found)?;
-    let raw = parse(found, &src, TEMPLATE_KEYS)?;
+    let found = tidy(found);
+    let src = read(&found)?;
+    let raw = parse(&found, &src, TEMPLATE_KEYS)?;
     Ok(Template {
-        path: found.clone(),
+        path: found,
         src,
         raw,
     })
+}
+
+/// `campaigns/../templates/x.yaml` as `templates/x.yaml`, for messages: a `..` after a
+/// plain folder name cancels it. Kept only when both paths name the same file (through a
+/// symlinked folder they may not).
+fn tidy(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    let same = |a: &Path, b: &Path| {
+        a.canonicalize()
+            .ok()
+            .is_some_and(|a| b.canonicalize().is_ok_and(|b| a == b))
+    };
+    if out.as_os_str().is_empty() || !same(&out, path) {
+        return path.to_owned();
+    }
+    out
 }
 
 /// A template file as read: where, its text (for line numbers) and its keys.

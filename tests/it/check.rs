@@ -337,3 +337,32 @@ fn a_closed_pipe_ends_the_output_quietly() {
     let run = child.wait().expect(0);
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
 }
+
+/// Issue 12 §2: `check`, `preview` and the dry run print the same warnings, and a warning
+/// or an error about a field of a template file names that file (and the error its line).
+#[test]
+fn warnings_and_errors_name_the_template_file() {
+    let w = Workdir::with_examples();
+    let warning = "WeChat no longer displays `first` (from templates/vocab-reminder.yaml) \
+                   and `remark` (from templates/vocab-reminder.yaml)";
+    for args in [
+        &["check", "campaigns/vocab-reminder-mini.yaml"][..],
+        &["preview", "campaigns/vocab-reminder-mini.yaml"],
+        &["send", "campaigns/vocab-reminder-mini.yaml", "--dry-run"],
+    ] {
+        w.cmd(args).run().expect(0).stderr_has(warning);
+    }
+    let tpl = w.read("templates/vocab-reminder.yaml");
+    w.write(
+        "templates/vocab-reminder.yaml",
+        tpl.replace("keyword2: \"{{ task }}\"", "keyword2: 12.50"),
+    );
+    let line = tpl.lines().position(|l| l.contains("keyword2")).unwrap() + 1;
+    w.cmd(&["check", "campaigns/vocab-reminder-mini.yaml"])
+        .run()
+        .expect(2)
+        .stderr_has(&format!(
+            "templates/vocab-reminder.yaml:{line}: `data.keyword2`"
+        ))
+        .stderr_has("quote it");
+}

@@ -7,5 +7,6 @@ mod advice;
 mod check;
 mod layout;
 mod resume;
+mod sandbox;
 mod send;
 mod snapshots;

@@ -343,6 +343,22 @@ impl Child {
         assert!(status.success());
     }
 
+    /// Reads stdout until `needle` appears; returns what was read (panics if stdout closes
+    /// first).
+    pub fn read_stdout_until(&mut self, needle: &str) -> String {
+        use std::io::Read;
+        let out = self.stdout();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(&seen).contains(needle) {
+            match out.read(&mut buf) {
+                Ok(0) | Err(_) => panic!("no {needle:?} in {}", String::from_utf8_lossy(&seen)),
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    }
+
     /// Reads stderr until `needle` appears (true) or stderr closes (false).
     pub fn wait_for_stderr(&mut self, needle: &str) -> bool {
         use std::io::Read;
