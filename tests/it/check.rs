@@ -243,12 +243,19 @@ fn every_typed_key_is_checked_before_anything_is_sent() {
         ("name11", "张三", "一二三四五六七八九十一"),
         ("phrase12", "配送中", "shipped"),
     ];
-    let mut yaml = String::from(
-        "name: t\ntarget: mini\nappid: wx0123456789abcdef\ntemplate_id: TPL\n\
+    // Mini program subscribe messages and Official Account subscribe notifications.
+    for target in ["target: mini", "target: official\nofficial_api: subscribe"] {
+        every_typed_key_for(target, &keys);
+    }
+}
+
+fn every_typed_key_for(target: &str, keys: &[(&str, &str, &str)]) {
+    let mut yaml = format!(
+        "name: t\n{target}\nappid: wx0123456789abcdef\ntemplate_id: TPL\n\
          recipients: people.csv\ndata:\n",
     );
     let mut header = String::from("openid");
-    for (key, _, _) in &keys {
+    for (key, _, _) in keys {
         yaml.push_str(&format!("  {key}: \"{{{{ {key} }}}}\"\n"));
         header.push_str(&format!(",{key}"));
     }
@@ -270,7 +277,7 @@ fn every_typed_key_is_checked_before_anything_is_sent() {
         assert!(
             run.stderr
                 .contains(&format!("row {row} (line {}), field `data.{key}`", row + 1)),
-            "row {row} {key}:\n{}",
+            "{target}: row {row} {key}:\n{}",
             run.stderr
         );
     }
