@@ -74,12 +74,6 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// The kinds whose messages jump like an Official Account's: a web `url` or a
-    /// `miniprogram` (appid + pagepath).
-    pub fn is_official(self) -> bool {
-        matches!(self, Kind::Official | Kind::OfficialSubscribe)
-    }
-
     /// Whether the body carries a `client_msg_id`, so WeChat delivers a repeat at most once
     /// within its window (only template messages have one).
     pub fn deduplicates(self) -> bool {
@@ -691,11 +685,15 @@ impl Validator<'_> {
         // Template fields first, campaign fields override them one by one.
         let mut data = IndexMap::new();
         let in_template = tpl_file.as_ref().map(|(path, src)| Validator { path, src });
-        for (file, fields) in [(in_template.as_ref(), tpl.data), (Some(self), raw.data)] {
+        let sources = [
+            (in_template.as_ref(), tpl_file.as_ref().map(|(p, _)| p), tpl.data),
+            (Some(self), None, raw.data),
+        ];
+        for (file, from, fields) in sources {
             let Some(file) = file else { continue };
             for (key, field) in fields.unwrap_or_default() {
                 let mut spec = file.field(&key, field)?;
-                spec.from = (!std::ptr::eq(file, self)).then(|| file.path.to_owned());
+                spec.from = from.cloned();
                 data.insert(key, spec);
             }
         }

@@ -3,7 +3,8 @@
 //! This file owns the public API ([`Sandbox`], [`Knobs`], [`Stats`],
 //! [`Recorded`]) and the HTTP layer (routing, query/body extraction, response
 //! encoding, the ` rid: …` suffix). The behaviour lives in the submodules:
-//! `state` (tokens, quotas, counters, record) and `validate` (send bodies).
+//! `state` (tokens, quotas, counters, record), `validate` (send bodies) and `account` (the
+//! template lists, quota calls and `get_api_domain_ip`).
 //! Facts reproduced here come from `shared/wechat-api.md`.
 
 mod account;
@@ -62,7 +63,8 @@ pub struct Knobs {
     /// The window counts the requests that passed this check (a client
     /// sending at twice the limit gets half of its requests through).
     pub rate_limit: Option<u32>,
-    /// Max accepted sends per "day"; then every send gets 45009
+    /// Max accepted sends per "day" and send endpoint (`None`: WeChat's
+    /// defaults, 100,000 for template messages); then every send gets 45009
     /// `reach max api daily quota limit` until [`Sandbox::next_day`].
     pub daily_quota: Option<u64>,
     /// A `touser` starting with the prefix is answered that errcode (after the

@@ -239,11 +239,12 @@ impl State {
         v.into_iter().map(|(_, r)| r.clone()).collect()
     }
 
-    /// A new day: every daily counter starts again.
+    /// The templates the two list endpoints serve.
     pub(crate) fn templates(&self) -> &Templates {
         &self.knobs.templates
     }
 
+    /// A new day: every daily counter starts again.
     pub(crate) fn next_day(&mut self) {
         self.daily_used.clear();
         self.classic_today = 0;
