@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
+use crate::wechat::message::Endpoint;
 pub use crate::wechat::token::TokenApi;
 
 /// Environment variable that holds the AppSecret unless `secret_env` names another.
@@ -74,6 +75,22 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The endpoint its messages are POSTed to.
+    pub fn endpoint(self) -> Endpoint {
+        match self {
+            Kind::Official => Endpoint::TemplateSend,
+            Kind::OfficialSubscribe => Endpoint::BizSend,
+            Kind::Subscribe => Endpoint::SubscribeSend,
+            Kind::MiniTemplate => Endpoint::WxopenTemplateSend,
+        }
+    }
+
+    /// Subscribe messages and notifications: WeChat refuses an empty value in any field
+    /// (47003 "value is empty"), typed or not.
+    pub fn is_subscribe(self) -> bool {
+        matches!(self, Kind::Subscribe | Kind::OfficialSubscribe)
+    }
+
     /// Whether the body carries a `client_msg_id`, so WeChat delivers a repeat at most once
     /// within its window (only template messages have one).
     pub fn deduplicates(self) -> bool {
@@ -145,19 +162,18 @@ impl Campaign {
                     .to_owned(),
             );
         }
-        if self.kind != Kind::Official {
-            return out;
-        }
-        let hidden: Vec<String> = ["first", "remark"]
-            .into_iter()
-            .filter_map(|k| Some(self.field_name(k, self.data.get(k)?)))
-            .collect();
-        if !hidden.is_empty() {
-            out.push(format!(
-                "WeChat no longer displays {} of template messages (since 2023-05-04): \
-                 they are sent, and dropped",
-                hidden.join(" and ")
-            ));
+        if self.kind == Kind::Official {
+            let hidden: Vec<String> = ["first", "remark"]
+                .into_iter()
+                .filter_map(|k| Some(self.field_name(k, self.data.get(k)?)))
+                .collect();
+            if !hidden.is_empty() {
+                out.push(format!(
+                    "WeChat no longer displays {} of template messages (since 2023-05-04): \
+                     they are sent, and dropped",
+                    hidden.join(" and ")
+                ));
+            }
         }
         let coloured: Vec<String> = self
             .data
@@ -165,11 +181,13 @@ impl Campaign {
             .filter(|(_, f)| f.color.is_some())
             .map(|(k, f)| self.field_name(k, f))
             .collect();
-        if !coloured.is_empty() {
-            out.push(format!(
-                "WeChat ignores the colours of template messages (since 2023-05-04): {}",
-                coloured.join(", ")
-            ));
+        if !coloured.is_empty() && self.kind != Kind::MiniTemplate {
+            let what = if self.kind == Kind::Official {
+                "the colours of template messages (since 2023-05-04)"
+            } else {
+                "colours in subscribe messages"
+            };
+            out.push(format!("WeChat ignores {what}: {}", coloured.join(", ")));
         }
         out
     }
@@ -686,7 +704,11 @@ impl Validator<'_> {
         let mut data = IndexMap::new();
         let in_template = tpl_file.as_ref().map(|(path, src)| Validator { path, src });
         let sources = [
-            (in_template.as_ref(), tpl_file.as_ref().map(|(p, _)| p), tpl.data),
+            (
+                in_template.as_ref(),
+                tpl_file.as_ref().map(|(p, _)| p),
+                tpl.data,
+            ),
             (Some(self), None, raw.data),
         ];
         for (file, from, fields) in sources {

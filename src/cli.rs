@@ -124,8 +124,8 @@ pub struct SandboxArgs {
     /// Answer the legacy mini program API with 45103, as WeChat has since 2020.
     #[arg(long)]
     pub legacy_retired: bool,
-    /// Seed of the fault randomness and of the tokens (default: a random one, so every
-    /// start mints tokens of its own and refuses an earlier start's with 40001).
+    /// Seed of the fault randomness and of the tokens (default: faults as with seed 0, tokens
+    /// random, so every start mints its own and refuses an earlier start's with 40001).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Refuse undocumented and empty optional body fields (47001/47003) instead of ignoring

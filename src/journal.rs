@@ -68,10 +68,21 @@ pub struct Header {
     pub run_id: String,
     /// `wechat` or `sandbox` ([`RunKind::as_str`]).
     pub api: String,
+    /// The path of the send endpoint (`/cgi-bin/message/template/send`, …): a report of
+    /// template messages is never resumed as subscribe notifications. Absent in journals
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 impl Header {
-    pub fn new(campaign: &str, template_id: &str, recipients: String, api: &str) -> Self {
+    pub fn new(
+        campaign: &str,
+        template_id: &str,
+        recipients: String,
+        api: &str,
+        endpoint: &str,
+    ) -> Self {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -82,6 +93,7 @@ impl Header {
             recipients,
             run_id: format!("{:x}", now.as_micros()),
             api: api.to_owned(),
+            endpoint: Some(endpoint.to_owned()),
         }
     }
 }
@@ -540,7 +552,7 @@ mod tests {
     fn started_sends_are_read_back_and_a_torn_line_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.journal");
-        let header = Header::new("c", "T", "abc".into(), "wechat");
+        let header = Header::new("c", "T", "abc".into(), "wechat", "/e");
         let j = Journal::create(&path, None, &header).unwrap();
         j.started("o_1", 1).unwrap();
         j.started("o_2", 2).unwrap();
@@ -593,7 +605,7 @@ mod tests {
             Lock::acquire(&path, false).unwrap().is_none(),
             "no journal, no lock"
         );
-        let header = Header::new("c", "T", "abc".into(), "wechat");
+        let header = Header::new("c", "T", "abc".into(), "wechat", "/e");
         let j = Journal::create(&path, None, &header).unwrap();
         match Lock::acquire(&path, false) {
             Err(Error::Locked { pid, .. }) => {

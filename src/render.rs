@@ -16,7 +16,7 @@ use crate::campaign::{Campaign, Kind, check_url};
 use crate::recipients::Recipient;
 use crate::wechat::fields;
 use crate::wechat::message::{
-    BizSubscribeMessage, Data, DataField, Endpoint, LegacyMiniMessage, Miniprogram, Outgoing,
+    BizSubscribeMessage, Data, DataField, LegacyMiniMessage, Miniprogram, Outgoing,
     SubscribeMessage, TemplateMessage, client_msg_id,
 };
 
@@ -81,6 +81,20 @@ struct Field {
 const URL: &str = "url";
 const PAGE: &str = "page";
 const PAGEPATH: &str = "miniprogram.pagepath";
+
+/// A jump target (`url`, `page`, `miniprogram.pagepath`), rendered when the campaign has one:
+/// one that renders empty (a CSV column left blank) means no jump for that recipient, and is
+/// left out of the body rather than sent as `""`.
+fn jump(
+    present: bool,
+    render: impl FnOnce() -> Result<String, Error>,
+) -> Result<Option<String>, Error> {
+    Ok(if present {
+        Some(render()?).filter(|s| !s.is_empty())
+    } else {
+        None
+    })
+}
 
 impl Renderer {
     /// Compiles every template of `campaign`, for a recipients file with `headers`.
@@ -157,14 +171,14 @@ impl Renderer {
         render: &impl Fn(&str) -> Result<String, Error>,
         err: &impl Fn(&str, String) -> Error,
     ) -> Result<(Option<String>, Option<Miniprogram>), Error> {
-        let url = self.url.then(|| render(URL)).transpose()?;
+        let url = jump(self.url, || render(URL))?;
         if let Some(u) = &url {
             check_url(u).map_err(|m| err(URL, format!("rendered {m}")))?;
         }
         let miniprogram = match &self.miniprogram_appid {
             Some(appid) => Some(Miniprogram {
                 appid: appid.clone(),
-                pagepath: self.pagepath.then(|| render(PAGEPATH)).transpose()?,
+                pagepath: jump(self.pagepath, || render(PAGEPATH))?,
             }),
             None => None,
         };
@@ -190,11 +204,17 @@ impl Renderer {
                 .render(name, &ctx)
                 .map_err(|e| err(name, e.to_string()))
         };
-        let optional = |present: bool, name: &str| present.then(|| render(name)).transpose();
+        let optional = |present: bool, name: &str| jump(present, || render(name));
 
         let mut data = Data::with_capacity(self.fields.len());
         for f in &self.fields {
             let value = render(&f.template)?;
+            if self.kind.is_subscribe() && value.is_empty() {
+                return Err(err(
+                    &f.template,
+                    "is empty; WeChat refuses an empty value in a subscribe message (47003)".into(),
+                ));
+            }
             if self.kind != Kind::MiniTemplate {
                 fields::check(&f.key, &value)
                     .map_err(|m| err(&f.template, format!("{m} (rendered: {value:?})")))?;
@@ -224,7 +244,7 @@ impl Renderer {
                     client_msg_id,
                     data,
                 };
-                let mut out = Outgoing::new(r.row, r.openid.clone(), Endpoint::TemplateSend, &m);
+                let mut out = Outgoing::new(r.row, r.openid.clone(), self.kind.endpoint(), &m);
                 out.deduplicated = m.client_msg_id.is_some();
                 out
             }
@@ -237,7 +257,7 @@ impl Renderer {
                     miniprogram,
                     data,
                 };
-                Outgoing::new(r.row, r.openid.clone(), Endpoint::BizSend, &m)
+                Outgoing::new(r.row, r.openid.clone(), self.kind.endpoint(), &m)
             }
             Kind::Subscribe => {
                 let m = SubscribeMessage {
@@ -248,7 +268,7 @@ impl Renderer {
                     miniprogram_state: self.miniprogram_state.clone(),
                     lang: self.lang.clone(),
                 };
-                Outgoing::new(r.row, r.openid.clone(), Endpoint::SubscribeSend, &m)
+                Outgoing::new(r.row, r.openid.clone(), self.kind.endpoint(), &m)
             }
             Kind::MiniTemplate => {
                 let form_id = self
@@ -271,7 +291,7 @@ impl Renderer {
                     data,
                     emphasis_keyword: self.emphasis_keyword.clone(),
                 };
-                Outgoing::new(r.row, r.openid.clone(), Endpoint::WxopenTemplateSend, &m)
+                Outgoing::new(r.row, r.openid.clone(), self.kind.endpoint(), &m)
             }
         })
     }

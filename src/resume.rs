@@ -190,6 +190,16 @@ pub enum Refusal {
         this: &'static str,
     },
     #[error(
+        "{} records sends to {found}, and the campaign now sends to {this} (`official_api` or \
+         `mini_api` changed): a message in doubt could be sent again as the other kind",
+        report.display()
+    )]
+    OtherEndpoint {
+        report: PathBuf,
+        found: String,
+        this: &'static str,
+    },
+    #[error(
         "{} changed since {} was started; resuming skips every openid that already has a \
          row, so nobody gets the message twice",
         recipients.display(),
@@ -218,7 +228,9 @@ impl Refusal {
             Refusal::JournalWithoutReport { .. } | Refusal::ReportWithoutJournal { .. } => {
                 &[Remedy::Restart]
             }
-            Refusal::OtherCampaign { .. } => &[Remedy::OwnReport, Remedy::Restart],
+            Refusal::OtherCampaign { .. } | Refusal::OtherEndpoint { .. } => {
+                &[Remedy::OwnReport, Remedy::Restart]
+            }
             Refusal::OtherApi { .. } => &[Remedy::OwnReport],
             Refusal::RecipientsChanged { .. } => &[Remedy::ResumeChanged, Remedy::Restart],
         }
@@ -292,11 +304,13 @@ pub fn decide(
     now: SystemTime,
 ) -> Result<Start, Refusal> {
     let journal_path = journal::path_for(report_path);
+    let endpoint = run.kind.endpoint().path();
     let header = Header::new(
         run.campaign,
         run.template_id,
         run.fingerprint.to_owned(),
         run.api.as_str(),
+        endpoint,
     );
     let Found { report, journal } = found;
     if opts.restart && (report.is_some() || journal.is_some()) {
@@ -348,6 +362,15 @@ pub fn decide(
             report: report_path.to_owned(),
             found: found.api,
             this: run.api.as_str(),
+        });
+    }
+    if let Some(found) = found.endpoint.take()
+        && found != endpoint
+    {
+        return Err(Refusal::OtherEndpoint {
+            report: report_path.to_owned(),
+            found,
+            this: endpoint,
         });
     }
     let mut actions = Vec::new();
@@ -447,8 +470,12 @@ pub fn apply(
     };
     if start.sets_aside() {
         let aside = set_aside(report_path, &journal_path, now)?;
+        // The old journal's lock is released only once the new journal (and report) are in
+        // place: a run waiting on it (`--wait`) then finds the new journal, locked by this
+        // run, instead of a moment with no journal at all.
+        let opened = fresh(None, Some(aside));
         drop(lock);
-        return fresh(None, Some(aside));
+        return opened;
     }
     let lock = match (start.previous_rows, lock) {
         (None, lock) => return fresh(lock, None),
@@ -596,8 +623,13 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
     }
 
+    /// This campaign's header, as a journal from before endpoints were recorded has it (so
+    /// it fits every kind).
     fn ours() -> Header {
-        Header::new("c", "T", FP.into(), "sandbox")
+        Header {
+            endpoint: None,
+            ..Header::new("c", "T", FP.into(), "sandbox", "")
+        }
     }
 
     fn flags(f: &str) -> Options {
@@ -699,11 +731,19 @@ mod tests {
                 "changed list",
                 &[Remedy::ResumeChanged, Remedy::Restart],
             ),
+            (
+                other(|h| h.endpoint = Some(Kind::OfficialSubscribe.endpoint().path().into())),
+                "subscribe notifications, now template messages",
+                &[Remedy::OwnReport, Remedy::Restart],
+            ),
         ];
         for (found, what, remedies) in cases {
             let refusal = decided(found, Kind::Official, "").unwrap_err();
             assert_eq!(refusal.remedies(), remedies, "{what}: {refusal}");
         }
+        // The same endpoint resumes.
+        let same = other(|h| h.endpoint = Some(Kind::Official.endpoint().path().into()));
+        assert!(decided(same, Kind::Official, "").is_ok());
     }
 
     #[test]
@@ -738,10 +778,12 @@ mod tests {
         assert_eq!(s.unknown().len(), 1);
         assert_eq!(s.unknown()[0].openid, "c");
         assert!(s.done.has_openid("c") && !s.done.has_openid("b"));
-        // Subscribe: no idempotency key, both are recorded unknown.
-        let s = decided(in_flight(), Kind::Subscribe, "").unwrap();
-        assert!(s.resend.is_empty());
-        assert_eq!(s.unknown().len(), 2);
+        // Subscribe messages and notifications: no idempotency key, both recorded unknown.
+        for kind in [Kind::Subscribe, Kind::OfficialSubscribe] {
+            let s = decided(in_flight(), kind, "").unwrap();
+            assert!(s.resend.is_empty(), "{kind:?}");
+            assert_eq!(s.unknown().len(), 2, "{kind:?}");
+        }
         // --resend-unknown: both sent again, deliberately.
         let s = decided(in_flight(), Kind::Subscribe, "U").unwrap();
         assert_eq!((s.resend.len(), s.unknown().len()), (2, 0));

@@ -263,9 +263,11 @@ async fn connect(plan: &SendPlan) -> Result<Target, Error> {
         Api::InProcess | Api::None => {
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
             // Only wxpush talks to it, so it is strict: a body wxpush did not mean to send
-            // fails the rehearsal instead of passing as WeChat's tolerance would let it.
+            // fails the rehearsal instead of passing as WeChat's tolerance would let it. It
+            // lives for one run, so a daily quota could only stop a big rehearsal for good.
             let knobs = sandbox::Knobs {
                 mode: sandbox::Mode::Strict,
+                daily_quota: Some(u64::MAX),
                 ..sandbox::Knobs::default()
             };
             let sb = Sandbox::start(addr, knobs)
@@ -300,7 +302,13 @@ async fn dry_run(plan: &SendPlan) -> Result<(), Error> {
     let started = Instant::now();
     let writer = report::Writer::create(&plan.report, true)?;
     // A dry run shows the exact bodies, `client_msg_id` included (that of a fresh run).
-    let header = Header::new(&c.name, &c.template_id, String::new(), "dry-run");
+    let header = Header::new(
+        &c.name,
+        &c.template_id,
+        String::new(),
+        "dry-run",
+        c.kind.endpoint().path(),
+    );
     let tally = pipeline::dry_run(c, Start::fresh(header), limit, writer, total).await?;
     let facts = Facts {
         title: format!(

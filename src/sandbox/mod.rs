@@ -74,8 +74,8 @@ pub struct Knobs {
     /// real (retired) API does.
     pub legacy_retired: bool,
     /// Seed of the RNGs behind `busy_ratio` and `reset_ratio` and of token
-    /// strings, for reproducible runs. `None`: a random one, so that every
-    /// start mints tokens of its own.
+    /// strings, for reproducible runs. `None`: faults as with seed 0, tokens
+    /// from a random seed, so that every start mints tokens of its own.
     pub seed: Option<u64>,
     /// How send bodies are checked: [`Mode::Tolerant`] like WeChat, or
     /// [`Mode::Strict`] (documented fields only) to catch client bugs.
@@ -1066,7 +1066,10 @@ mod tests {
                 .contains("data.time2.value invalid")
         );
         let log = get_json(&c, &format!("{base}/sandbox/requests")).await;
-        assert_eq!(log[0]["ignored"], json!(["miniprogram_state", "lang"]));
+        assert_eq!(
+            log[0]["ignored"],
+            json!(["page", "miniprogram_state", "lang"])
+        );
         assert_eq!(log[1]["path"], "/cgi-bin/message/subscribe/bizsend");
         assert!(log[1].get("ignored").is_none());
         sb.shutdown().await;

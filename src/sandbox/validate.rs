@@ -158,22 +158,22 @@ pub(crate) fn check_body(
     seen.unknown("", obj, endpoint.known_fields())?;
     match endpoint {
         Endpoint::Template => {
-            if let Some(url) = opt_str(obj, "url")? {
+            if let Some(url) = seen.optional(obj, "", "url")? {
                 web_url("url", url)?;
             }
             miniprogram(obj, &mut seen)?;
-            if let Some(id) = opt_str(obj, "client_msg_id")? {
+            if let Some(id) = seen.optional(obj, "", "client_msg_id")? {
                 if id.len() > CLIENT_MSG_ID_MAX {
                     return Err(Reject::format(format_args!(
                         "field `client_msg_id` longer than {CLIENT_MSG_ID_MAX} bytes"
                     )));
                 }
-                fields.client_msg_id = non_empty(Some(id));
+                fields.client_msg_id = Some(id.to_owned());
             }
             check_data_shape(required_data(obj)?, &mut seen)?;
         }
         Endpoint::Wxopen => {
-            opt_str(obj, "page")?;
+            seen.optional(obj, "", "page")?;
             opt_str(obj, "emphasis_keyword")?;
             opt_str(obj, "color")?;
             if let Some(data) = opt_obj(obj, "data")? {
@@ -191,9 +191,9 @@ pub(crate) fn check_body(
             }
         }
         Endpoint::Subscribe => {
-            opt_str(obj, "page")?;
-            let state = seen.optional(obj, "miniprogram_state")?;
-            let lang = seen.optional(obj, "lang")?;
+            seen.optional(obj, "", "page")?;
+            let state = seen.optional(obj, "", "miniprogram_state")?;
+            let lang = seen.optional(obj, "", "lang")?;
             let data = required_data(obj)?;
             check_data_shape(data, &mut seen)?;
             fields.endpoint_error = subscribe_rules(data, state, lang).err();
@@ -201,7 +201,7 @@ pub(crate) fn check_body(
         Endpoint::Bizsend => {
             // `page` is the web page to open (wechat-api.md §4A); the tolerant sandbox, like
             // WeChat as far as anyone has reported, does not look inside it.
-            if let Some(page) = opt_str(obj, "page")?
+            if let Some(page) = seen.optional(obj, "", "page")?
                 && mode == Mode::Strict
             {
                 web_url("page", page)?;
@@ -239,15 +239,21 @@ impl Seen<'_> {
         Ok(())
     }
 
-    /// An optional string field whose empty value a tolerant WeChat takes as absent.
+    /// An optional string field (at `prefix`): an empty one is taken as absent when
+    /// tolerant, and refused when strict.
     fn optional<'v>(
         &mut self,
         obj: &'v Map<String, Value>,
+        prefix: &str,
         key: &str,
     ) -> Result<Option<&'v str>, Reject> {
-        match opt_str(obj, key)? {
-            Some("") if self.mode == Mode::Tolerant => {
-                self.ignored.push(key.to_owned());
+        let v = opt_str(obj, key).map_err(|_| wrong_type(&format!("{prefix}{key}"), "a string"))?;
+        match v {
+            Some("") if self.mode == Mode::Strict => Err(Reject::format(format_args!(
+                "field `{prefix}{key}` is empty"
+            ))),
+            Some("") => {
+                self.ignored.push(format!("{prefix}{key}"));
                 Ok(None)
             }
             v => Ok(v),
@@ -255,9 +261,10 @@ impl Seen<'_> {
     }
 }
 
-/// `url` (template) and `page` (bizsend, strict): a web address, or empty.
+/// `url` (template) and `page` (bizsend, strict): a web address.
 fn web_url(field: &str, url: &str) -> Result<(), Reject> {
-    if url.is_empty() || url.starts_with("http://") || url.starts_with("https://") {
+    let scheme = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    if scheme.starts_with("http://") || scheme.starts_with("https://") {
         Ok(())
     } else {
         Err(Reject::format(format_args!(
@@ -273,7 +280,7 @@ fn miniprogram(obj: &Map<String, Value>, seen: &mut Seen<'_>) -> Result<(), Reje
     };
     seen.unknown("miniprogram.", mp, &["appid", "pagepath"])?;
     opt_str(mp, "appid").map_err(|_| wrong_type("miniprogram.appid", "a string"))?;
-    opt_str(mp, "pagepath").map_err(|_| wrong_type("miniprogram.pagepath", "a string"))?;
+    seen.optional(mp, "miniprogram.", "pagepath")?;
     Ok(())
 }
 
@@ -617,10 +624,14 @@ mod tests {
         assert_eq!(f.endpoint_error, None);
         assert_eq!(
             f.ignored,
-            ["miniprogram_state", "lang", "data.thing1.color"]
+            ["page", "miniprogram_state", "lang", "data.thing1.color"]
         );
-        let strict = check_body(Endpoint::Subscribe, &subscribe);
-        assert!(strict.is_err() || strict.unwrap().endpoint_error.is_some());
+        let strict = check_body(Endpoint::Subscribe, &subscribe).unwrap_err();
+        assert_eq!(strict, Reject::format("field `page` is empty"));
+        // Upper-case schemes are web addresses too (wxpush's `check` accepts them).
+        let upper = json!({"touser": "o", "template_id": "t", "url": "HTTPS://EXAMPLE.COM",
+            "data": {"k": {"value": "v"}}});
+        assert!(check_body(Endpoint::Template, &upper).is_ok());
 
         // Tolerance is not blindness: wrong types and broken value rules still fail.
         let e = tolerant(

@@ -112,6 +112,11 @@ const TABLE: &[(i64, Action, &str)] = &[
     (48006, Abort, "quota reset limit reached"),
     (50001, Abort, "API not authorized"),
     (50002, RecipientFailed, "user limited"),
+    (
+        61007,
+        Abort,
+        "API not authorized for this third-party platform",
+    ),
     (89503, Abort, "IP needs the admin's confirmation"),
     (89506, Abort, "IP rejected by the admin (retry in 24 h)"),
     (89507, Abort, "IP rejected by the admin (retry in 1 h)"),
@@ -163,7 +168,15 @@ pub fn advice(errcode: i64) -> Option<&'static str> {
         }
         40037 => "check `template_id`: it must be a template of this account",
         45009 => "the daily quota is used up; resume tomorrow with the command below",
-        45103 | 45109 => "this API is retired: use `mini_api: subscribe` (subscribe messages)",
+        45103 | 45109 => {
+            "this API is retired or not open to this account: the legacy mini program API is \
+             retired (use `mini_api: subscribe`), and subscribe notifications \
+             (`official_api: subscribe`) need an Official Account's appid, not a mini program's"
+        }
+        61007 => {
+            "the account has not authorized this API for the third-party platform whose token \
+             this is: send with the account's own AppSecret, or authorize the API"
+        }
         41030 => "check `page`: it must exist in the released version of the mini program",
         48001 | 50001 | 48004 => {
             "the account is not authorized for this API (verified service account / mini program needed)"
@@ -196,7 +209,7 @@ mod tests {
         for c in [40003, 43004, 43101, 41028, 41029, 47003] {
             assert_eq!(classify(c, ""), RecipientFailed, "{c}");
         }
-        for c in [40013, 40125, 40164, 40037, 41030, 48001, 45103] {
+        for c in [40013, 40125, 40164, 40037, 41030, 48001, 45103, 61007] {
             assert_eq!(classify(c, ""), Abort, "{c}");
         }
         assert_eq!(
