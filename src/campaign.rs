@@ -490,8 +490,8 @@ struct Template {
 }
 
 /// The line of a dotted key (`data.first`) in the YAML file at `path`, for errors found
-/// after loading (a template that does not compile). `None` if the file cannot be read or the
-/// key comes from a template file.
+/// after loading (a template that does not compile). `None` if the file cannot be read or
+/// does not have the key.
 pub fn line_of(path: &Path, key: &str) -> Option<usize> {
     key_line(&std::fs::read_to_string(path).ok()?, key)
 }
@@ -931,6 +931,77 @@ mod tests {
         let m = e.to_string();
         assert!(m.contains(":3:"), "{m}");
         assert!(m.contains("did you mean `template_id`"), "{m}");
+    }
+
+    #[test]
+    fn official_api_selects_the_kind_and_belongs_to_official_campaigns() {
+        let sub = OK.replace(
+            "target: official\n",
+            "target: official\nofficial_api: subscribe\n",
+        );
+        assert_eq!(load_str(&sub).unwrap().kind, Kind::OfficialSubscribe);
+        let tpl = OK.replace(
+            "target: official\n",
+            "target: official\nofficial_api: template\n",
+        );
+        assert_eq!(load_str(&tpl).unwrap().kind, Kind::Official);
+        let mini = OK.replace(
+            "target: official\n",
+            "target: mini\nofficial_api: subscribe\n",
+        );
+        let e = load_str(&mini).unwrap_err().to_string();
+        assert!(
+            e.contains("`official_api`: only for `target: official`"),
+            "{e}"
+        );
+        let typo = OK.replace(
+            "target: official\n",
+            "target: official\nofficial_api: notice\n",
+        );
+        let e = load_str(&typo).unwrap_err().to_string();
+        assert!(e.contains("expected `template` or `subscribe`"), "{e}");
+        let e = load_str(&format!("{sub}page: https://example.com\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("write the web page to open as `url`"), "{e}");
+        // From a template file, like the other keys of a message.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("templates")).unwrap();
+        std::fs::write(
+            dir.path().join("templates/n.yaml"),
+            "target: official\nofficial_api: subscribe\n",
+        )
+        .unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, OK.replace("target: official\n", "template: n\n")).unwrap();
+        assert_eq!(load(&path).unwrap().kind, Kind::OfficialSubscribe);
+    }
+
+    #[test]
+    fn template_paths_are_tidied_only_when_they_name_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("campaigns")).unwrap();
+        std::fs::create_dir_all(root.join("templates")).unwrap();
+        std::fs::write(root.join("templates/t.yaml"), "").unwrap();
+        let found = root.join("campaigns/../templates/t.yaml");
+        assert_eq!(tidy(&found), root.join("templates/t.yaml"));
+        // Leading `..`s stay: nothing named to cancel them.
+        let up = Path::new("../x/../y");
+        assert_eq!(
+            tidy(up),
+            Path::new("../x/../y"),
+            "a missing file is left as found"
+        );
+        // Through a symlinked folder `link/..` is not `.`: the path is kept as found.
+        let elsewhere = root.join("elsewhere/deep");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::create_dir_all(root.join("elsewhere/templates")).unwrap();
+        std::fs::write(root.join("elsewhere/templates/t.yaml"), "").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, root.join("campaigns/link")).unwrap();
+        let via_link = root.join("campaigns/link/../templates/t.yaml");
+        assert!(via_link.is_file());
+        assert_eq!(tidy(&via_link), via_link);
     }
 
     #[test]

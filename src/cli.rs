@@ -115,7 +115,7 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "N")]
     pub rate_limit: Option<u32>,
     /// Accepted sends per day and send endpoint, then 45009 "reach max api daily quota
-    /// limit" (default: WeChat's, 100,000 template messages, 10,000,000 subscribe ones).
+    /// limit" (default: 100,000 template messages, 10,000,000 subscribe ones).
     #[arg(long, value_name = "N")]
     pub daily_quota: Option<u64>,
     /// Openids starting with PREFIX fail with CODE, e.g. o_block=43004 (repeatable).

@@ -4,8 +4,8 @@
 //!
 //! The report records outcomes; the journal records intentions. After a crash, a recipient
 //! in the journal without a row in the report was in flight: its message may or may not have
-//! reached WeChat, so resume records it `unknown` instead of sending it again (a template
-//! Account message with `client_msg_id` still inside WeChat's de-duplication window is the
+//! reached WeChat, so resume records it `unknown` instead of sending it again (an Official
+//! Account template message with `client_msg_id` still inside WeChat's de-duplication window is the
 //! exception: re-sending it is safe). The first line is a JSON header that ties the journal,
 //! and so the report, to one campaign, one recipient list and one run id.
 //!

@@ -147,7 +147,7 @@ fn authorized(sh: &Shared, q: Option<&str>) -> Result<(), Reject> {
 /// A JSON object body: 44002 when empty, 47001 when not an object.
 fn object(body: &[u8]) -> Result<serde_json::Map<String, Value>, Reject> {
     if body.is_empty() {
-        return Err(Reject::new(44002, "empty post data"));
+        return Err(Reject::empty_body());
     }
     match serde_json::from_slice(body) {
         Ok(Value::Object(o)) => Ok(o),

@@ -95,7 +95,7 @@ pub struct Knobs {
     /// [`Stats::resets`].
     pub reset_ratio: f64,
     /// `Some(n)`: the n-th send request (1-based, counting every request to
-    /// the three send endpoints in arrival order, wrong-method ones included)
+    /// the four send endpoints in arrival order, wrong-method ones included)
     /// and every later one is processed, counted and recorded normally, then
     /// its answer is held until [`Sandbox::release`]. `Some(0)` acts like
     /// `Some(1)`. Counted in [`Stats::held`].
@@ -132,7 +132,7 @@ pub struct Stats {
     /// `POST /cgi-bin/stable_token` calls.
     pub stable_token_calls: u64,
     pub tokens_minted: u64,
-    /// All requests to the three send endpoints (wrong-method ones included,
+    /// All requests to the four send endpoints (wrong-method ones included,
     /// answered 43002).
     pub send_requests: u64,
     /// Sends answered errcode 0, except `client_msg_id` repeats.
@@ -458,7 +458,7 @@ impl StableRequest {
     /// type; unknown fields are ignored.
     fn parse(body: &[u8]) -> Result<StableRequest, Reject> {
         if body.is_empty() {
-            return Err(Reject::new(44002, "empty post data"));
+            return Err(Reject::empty_body());
         }
         let v: Value =
             serde_json::from_slice(body).map_err(|_| Reject::format("body is not JSON"))?;
@@ -491,7 +491,7 @@ impl StableRequest {
     }
 }
 
-/// A POST to one of the three send endpoints: the pipeline of steps 1–12.
+/// A POST to one of the four send endpoints: the pipeline of steps 1–12.
 async fn send(AxState(sh): Shr, ep: Endpoint, RawQuery(q): RawQuery, body: Bytes) -> Response {
     // (1) arrival
     let arrival = sh.arrive();
@@ -506,7 +506,7 @@ async fn send(AxState(sh): Shr, ep: Endpoint, RawQuery(q): RawQuery, body: Bytes
             let checked = check_body(ep, &v, sh.mode);
             (v, checked)
         }
-        Err(_) if body.is_empty() => (Value::Null, Err(Reject::new(44002, "empty post data"))),
+        Err(_) if body.is_empty() => (Value::Null, Err(Reject::empty_body())),
         Err(_) => (Value::Null, Err(Reject::format("body is not JSON"))),
     };
     let ignored = checked

@@ -145,6 +145,8 @@ pub(crate) struct State {
     daily_used: HashMap<Endpoint, u64>,
     /// `GET /cgi-bin/token` calls today.
     classic_today: u64,
+    /// `POST /cgi-bin/stable_token` calls today.
+    stable_today: u64,
     /// `force_refresh` calls today, and when the last one refreshed.
     forced_today: u32,
     last_forced: Option<Instant>,
@@ -216,6 +218,7 @@ impl State {
             next_seq: 0,
             daily_used: HashMap::new(),
             classic_today: 0,
+            stable_today: 0,
             forced_today: 0,
             last_forced: None,
             clears: 0,
@@ -250,6 +253,7 @@ impl State {
     pub(crate) fn next_day(&mut self) {
         self.daily_used.clear();
         self.classic_today = 0;
+        self.stable_today = 0;
         self.forced_today = 0;
     }
 
@@ -373,7 +377,7 @@ impl State {
             .last_forced
             .is_none_or(|at| now.duration_since(at) >= FORCE_REFRESH_SPACING);
         if force_refresh && self.forced_today >= FORCE_REFRESH_DAILY {
-            return Err(Reject::new(45009, "reach max api daily quota limit"));
+            return Err(Reject::daily_quota());
         }
         if force_refresh && spaced {
             self.forced_today += 1;
@@ -411,6 +415,7 @@ impl State {
     /// Counts a `POST /cgi-bin/stable_token` call (also those with a bad body).
     pub(crate) fn count_stable_call(&mut self) {
         self.stats.stable_token_calls += 1;
+        self.stable_today += 1;
     }
 
     /// Step 3 of the send pipeline: is `token` usable at `now`?
@@ -423,19 +428,13 @@ impl State {
                 hex.len() == TOKEN_HEX && hex.bytes().all(|b| b.is_ascii_hexdigit())
             });
             return Err(if minted_elsewhere {
-                Reject::new(
-                    40001,
-                    "invalid credential, access_token is invalid or not latest",
-                )
+                Reject::not_latest()
             } else {
                 Reject::new(40014, "invalid access_token")
             });
         };
         if t.dead_from.is_some_and(|d| now >= d) {
-            return Err(Reject::new(
-                40001,
-                "invalid credential, access_token is invalid or not latest",
-            ));
+            return Err(Reject::not_latest());
         }
         if now >= t.expires_at {
             return Err(Reject::new(42001, "access_token expired"));
@@ -525,7 +524,7 @@ impl State {
         let fields = checked.as_ref().map_err(Clone::clone)?;
         // (8) daily quota
         if self.used_today(endpoint) >= self.daily_limit(endpoint) {
-            return Err(Reject::new(45009, "reach max api daily quota limit"));
+            return Err(Reject::daily_quota());
         }
         // (9) recipient and template
         let Some(touser) = fields.touser.as_deref() else {
@@ -609,7 +608,7 @@ impl State {
         } else if let Some(ep) = Endpoint::ALL.into_iter().find(|e| e.path() == cgi_path) {
             (self.daily_limit(ep), self.used_today(ep))
         } else if cgi_path == "/cgi-bin/stable_token" {
-            (500_000, self.stats.stable_token_calls)
+            (500_000, self.stable_today)
         } else {
             return Err(Reject::new(76021, "cgi_path not found, please check"));
         };

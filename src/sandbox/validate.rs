@@ -111,6 +111,24 @@ impl Reject {
         Reject::new(47001, format!("data format error: {detail}"))
     }
 
+    /// 44002 `empty post data`.
+    pub(crate) fn empty_body() -> Reject {
+        Reject::new(44002, "empty post data")
+    }
+
+    /// 40001: a token that is not (or no longer) one of this account's latest.
+    pub(crate) fn not_latest() -> Reject {
+        Reject::new(
+            40001,
+            "invalid credential, access_token is invalid or not latest",
+        )
+    }
+
+    /// 45009: a daily quota is used up.
+    pub(crate) fn daily_quota() -> Reject {
+        Reject::new(45009, "reach max api daily quota limit")
+    }
+
     /// 47003 `argument invalid! <detail>`.
     fn argument(detail: impl std::fmt::Display) -> Reject {
         Reject::new(47003, format!("argument invalid! {detail}"))

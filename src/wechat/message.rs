@@ -101,8 +101,11 @@ pub struct SubscribeMessage {
 /// Body of `POST /cgi-bin/message/subscribe/bizsend` (Official Account subscribe
 /// notification), in the shape WxJava, wechatpy and silenceper send: `page` is the web page
 /// to open, and `miniprogram` wins over it. The newest official page disagrees (it lists
-/// `miniprogram_state` and `lang` and calls `page` a mini program page, wechat-api.md §4A);
-/// should WeChat follow it, this struct is the one place to change.
+/// `miniprogram_state` and `lang` and calls `page` a mini program page, wechat-api.md §4A).
+/// Should WeChat follow it, the shape lives here, in `render` (`url` sent as `page`), in
+/// `campaign` (which keys an `official_api: subscribe` campaign takes) and in the sandbox's
+/// `validate` (`Endpoint::Bizsend`'s fields); the tests that pin it are
+/// `official_subscribe_notifications_go_to_bizsend` and `bizsend_bodies`.
 #[derive(Debug, Clone, Serialize)]
 pub struct BizSubscribeMessage {
     pub touser: String,

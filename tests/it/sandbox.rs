@@ -74,7 +74,7 @@ impl Drop for Served {
 #[test]
 fn the_banner_s_command_sends_with_the_secret_it_set() {
     let w = Workdir::new();
-    let sb = Served::start(&w, &["--secret", "open sesame"]);
+    let sb = Served::start(&w, &["--secret", "open sesame", "--strict"]);
     let line = sb
         .banner
         .lines()
@@ -143,6 +143,28 @@ fn a_token_from_another_start_is_not_accepted() {
         &body,
     );
     assert_eq!(answer["errcode"], 40001, "{answer}");
+}
+
+/// `/cgi-bin/token` stops at `--token-daily-limit`, and `quota/get` says so.
+#[test]
+fn the_classic_token_has_a_daily_limit() {
+    let w = Workdir::new();
+    let sb = Served::start(&w, &["--token-daily-limit", "2"]);
+    let q = "/cgi-bin/token?grant_type=client_credential&appid=wx0123456789abcdef&secret=sandbox-secret";
+    let first = sb.get(q);
+    assert!(first["access_token"].is_string(), "{first}");
+    assert!(sb.get(q)["access_token"].is_string());
+    let over = sb.get(q);
+    assert_eq!(over["errcode"], 45009, "{over}");
+    let token = first["access_token"].as_str().unwrap();
+    let quota = sb.post(
+        &format!("/cgi-bin/openapi/quota/get?access_token={token}"),
+        &json!({"cgi_path": "/cgi-bin/token"}),
+    );
+    assert_eq!(
+        quota["quota"],
+        json!({"daily_limit": 2, "used": 2, "remain": 0})
+    );
 }
 
 /// `--templates FILE` replaces the templates both list endpoints serve.

@@ -423,6 +423,13 @@ fn official_subscribe_notifications_go_to_bizsend() {
             .iter()
             .all(|r| r.path == "/cgi-bin/message/subscribe/bizsend")
     );
+    // The dry run's payload is the body sent.
+    w.cmd(&["send", "campaigns/course-notice.yaml", "--dry-run"])
+        .run()
+        .expect(0);
+    let rows = w.report("campaigns/reports/course-notice.dry-run.csv");
+    let payload: Value = serde_json::from_str(&rows[0]["payload"]).unwrap();
+    assert_eq!([payload], bodies.as_slice());
 
     // A mini program jump wins over the web page, as in template messages.
     let yaml = w.read("campaigns/course-notice.yaml").replace(

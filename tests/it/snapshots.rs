@@ -56,8 +56,17 @@ fn hints_after_a_limit_failures_and_unknown_rows() {
         ..Knobs::default()
     });
     generated(&w, 6, "rate: 1000\ntarget: mini\n");
-    wx_snapshot!("hint_limit", w.send(&sb, &["--limit", "3"]).expect(0));
-    wx_snapshot!("hint_retry_failed", w.send(&sb, &[]).expect(0));
+    // Busy answers are retried after a random backoff.
+    wx_snapshot!(
+        "hint_limit",
+        w.send(&sb, &["--limit", "3"]).expect(0),
+        also: RANDOM_DURATION
+    );
+    wx_snapshot!(
+        "hint_retry_failed",
+        w.send(&sb, &[]).expect(0),
+        also: RANDOM_DURATION
+    );
     // A report whose last row is `unknown` (a kill -9 before its answer).
     let w = Workdir::new();
     let sb = Sandbox::start(Knobs {

@@ -533,24 +533,30 @@ pub const SNAPSHOT_FILTERS: &[(&str, &str)] = &[
         r#"(e.g. "no answer: [TRANSPORT ERROR]")"#,
     ),
     (r"\d{8}T\d{6}(-\d+)?", "[STAMP]"),
-    // Plain progress lines come every few seconds: whether a run shows one depends on how
-    // long its retries' random backoff took.
-    (r"(?m)^progress: .*\n", ""),
 ];
+
+/// For runs whose retries wait a random backoff: plain progress lines come every few seconds,
+/// so whether such a run shows one is not pinned.
+pub const RANDOM_DURATION: &[(&str, &str)] = &[(r"(?m)^progress: .*\n", "")];
 
 /// Snapshots a [`Run`]'s exit code, stdout and stderr, with [`SNAPSHOT_FILTERS`].
 #[macro_export]
 macro_rules! wx_snapshot {
-    (text: $name:expr, $text:expr) => {{
+    (text: $name:expr, $text:expr $(, also: $extra:expr)?) => {{
         let mut settings = insta::Settings::clone_current();
         for (re, with) in $crate::support::SNAPSHOT_FILTERS {
             settings.add_filter(re, *with);
         }
+        $(
+            for (re, with) in $extra {
+                settings.add_filter(re, *with);
+            }
+        )?
         settings.set_prepend_module_to_snapshot(false);
         settings.bind(|| insta::assert_snapshot!($name, $text));
     }};
-    ($name:expr, $run:expr) => {
-        $crate::wx_snapshot!(text: $name, $run.snapshot_text())
+    ($name:expr, $run:expr $(, also: $extra:expr)?) => {
+        $crate::wx_snapshot!(text: $name, $run.snapshot_text() $(, also: $extra)?)
     };
 }
 
