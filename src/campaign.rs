@@ -195,7 +195,12 @@ impl Campaign {
     /// `` `key` ``, plus the template file it comes from when it is not the campaign's.
     fn field_name(&self, key: &str, field: &FieldSpec) -> String {
         match &field.from {
-            Some(file) => format!("`{key}` (from {})", file.display()),
+            Some(file) => {
+                let at = line_of(file, &format!("data.{key}"))
+                    .map(|l| format!(":{l}"))
+                    .unwrap_or_default();
+                format!("`{key}` (from {}{at})", file.display())
+            }
             None => format!("`{key}`"),
         }
     }
@@ -356,8 +361,12 @@ fn parse<T: serde::de::DeserializeOwned + Default>(
             message.truncate(i);
         }
         if let Some(unknown) = unknown_key(&message) {
-            message = format!("unknown key `{unknown}`");
-            if let Some(near) = nearest(&unknown, keys) {
+            // A nested map (`miniprogram:`) has its own keys; serde names them.
+            let original = std::mem::take(&mut message);
+            let (at, own) = nested_keys(&original);
+            let keys: Vec<&str> = own.unwrap_or_else(|| keys.to_vec());
+            message = format!("{at}unknown key `{unknown}`");
+            if let Some(near) = nearest(&unknown, &keys) {
                 message.push_str(&format!(" (did you mean `{near}`?)"));
             }
             message.push_str(&format!("; valid keys: {}", keys.join(", ")));
@@ -408,16 +417,50 @@ fn repeated_key(src: &str) -> Option<(String, usize, usize)> {
     None
 }
 
+/// Whether a YAML value holds a number with a decimal point anywhere in it.
+fn has_float(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => n.is_f64(),
+        Value::Array(a) => a.iter().any(has_float),
+        Value::Object(o) => o.values().any(has_float),
+        _ => false,
+    }
+}
+
+/// For an unknown key inside a nested map, serde_yaml's message starts with the map's path
+/// (`miniprogram: unknown field …, expected `appid` or `pagepath``): that prefix, and the
+/// keys serde expected there.
+fn nested_keys(message: &str) -> (&str, Option<Vec<&str>>) {
+    let Some(i) = message.find("unknown field `") else {
+        return ("", None);
+    };
+    let at = &message[..i];
+    if at.is_empty() {
+        return ("", None);
+    }
+    let expected = message[i..]
+        .split(", expected ")
+        .nth(1)
+        .map(|list| list.split('`').skip(1).step_by(2).collect::<Vec<&str>>());
+    (at, expected.filter(|k| !k.is_empty()))
+}
+
 fn unknown_key(message: &str) -> Option<String> {
     let rest = message.split("unknown field `").nth(1)?;
     Some(rest.split('`').next()?.to_owned())
 }
 
-/// The valid key closest to `word`, if it is close enough to be a plausible typo.
+/// The valid key closest to `word`, if it is close enough to be a plausible typo, or the
+/// key it is a part of (`path` for `pagepath`).
 pub(crate) fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let part_of = |c: &str| word.len() >= 4 && c.contains(word);
     candidates
         .iter()
-        .map(|c| (strsim::jaro_winkler(word, c), *c))
+        .map(|c| {
+            let score = strsim::jaro_winkler(word, c);
+            (if part_of(c) { score.max(0.81) } else { score }, *c)
+        })
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
@@ -672,10 +715,16 @@ impl Validator<'_> {
         }
         if kind != Kind::Subscribe {
             if raw.miniprogram_state.is_some() {
-                return Err(self.err("miniprogram_state", "only for subscribe messages"));
+                return Err(self.err(
+                    "miniprogram_state",
+                    "only for mini program subscribe messages (`target: mini`)",
+                ));
             }
             if raw.lang.is_some() {
-                return Err(self.err("lang", "only for subscribe messages"));
+                return Err(self.err(
+                    "lang",
+                    "only for mini program subscribe messages (`target: mini`)",
+                ));
             }
         }
         if let Some(s) = &raw.miniprogram_state
@@ -723,6 +772,17 @@ impl Validator<'_> {
             return Err(self.err("data", "missing: a message needs at least one data field"));
         }
 
+        let vars = raw.vars.unwrap_or_default();
+        for (key, value) in &vars {
+            if has_float(value) {
+                return Err(self.err(
+                    &format!("vars.{key}"),
+                    "a number with a decimal point is rewritten by YAML (99.00 becomes 99.0): \
+                     quote it (\"99.00\") so that it is sent as written",
+                ));
+            }
+        }
+
         let rate = raw.rate.unwrap_or(DEFAULT_RATE);
         if rate == 0 {
             return Err(self.err("rate", "must be at least 1 message per second"));
@@ -758,7 +818,7 @@ impl Validator<'_> {
             miniprogram_state: raw.miniprogram_state,
             lang: raw.lang,
             recipients,
-            vars: raw.vars.unwrap_or_default(),
+            vars,
             data,
             rate,
             concurrency,
@@ -931,6 +991,28 @@ mod tests {
         let m = e.to_string();
         assert!(m.contains(":3:"), "{m}");
         assert!(m.contains("did you mean `template_id`"), "{m}");
+    }
+
+    #[test]
+    fn a_decimal_number_in_vars_must_be_quoted() {
+        let m = load_str(&format!("{OK}vars: {{ price: 99.00 }}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            m.contains(":7: `vars.price`") && m.contains("quote it"),
+            "{m}"
+        );
+        assert!(load_str(&format!("{OK}vars: {{ n: 3, price: \"99.00\" }}\n")).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_nested_key_lists_its_own_map_s_keys() {
+        let yaml = format!("{OK}miniprogram: {{ appid: wx2210554e092c3f99, path: index }}\n");
+        let m = load_str(&yaml).unwrap_err().to_string();
+        assert!(
+            m.contains("miniprogram: unknown key `path` (did you mean `pagepath`?); valid keys: appid, pagepath"),
+            "{m}"
+        );
     }
 
     #[test]

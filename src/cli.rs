@@ -264,6 +264,11 @@ impl SandboxArgs {
                 "--busy and --reset must be between 0 and 1".into(),
             ));
         }
+        if self.secret.is_empty() {
+            return Err(Error::Usage(
+                "--secret is empty: a client cannot send an empty AppSecret".into(),
+            ));
+        }
         let templates = match &self.templates {
             None => sandbox::Templates::default(),
             Some(path) => {

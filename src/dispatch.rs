@@ -157,12 +157,31 @@ const STREAK_LIMIT: u32 = 10;
 /// The run's recent outcomes, to stop a run that fails for the campaign's reasons (wrong
 /// field for every row, network down, an account restriction) within a few dozen requests
 /// instead of after thousands.
+///
+/// A run of identical suspicious failures (the same 47003 field, …) is held back instead of
+/// being recorded at once: if it reaches `STREAK_LIMIT`, the run stops and those messages
+/// are released rather than recorded `failed`, so that the resume, once the campaign is
+/// fixed, sends them again. A streak that breaks is recorded as it was.
 pub struct Health {
     threshold: f64,
     recent: VecDeque<bool>,
     systemic: usize,
+    /// The current streak's failure (errcode, errmsg without its rid) and its outcomes.
     streak: Option<(i64, String)>,
-    streak_len: u32,
+    held: Vec<Outcome>,
+    /// The streak that stopped the run: later outcomes with the same failure are released.
+    fired: Option<(i64, String)>,
+}
+
+/// What to do with the outcomes the health check has seen.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// Record these, in order.
+    pub record: Vec<Outcome>,
+    /// Release these: not recorded, their sends are returned to the campaign.
+    pub release: Vec<Outcome>,
+    /// The run must stop, and why.
+    pub stop: Option<String>,
 }
 
 impl Health {
@@ -172,12 +191,29 @@ impl Health {
             recent: VecDeque::with_capacity(HEALTH_WINDOW),
             systemic: 0,
             streak: None,
-            streak_len: 0,
+            held: Vec::new(),
+            fired: None,
         }
     }
 
-    /// Records `o`; returns why the run should stop, if it should.
-    pub fn observe(&mut self, o: &Outcome, systemic: bool) -> Option<String> {
+    /// Takes `o` in; says what to record, what to release and whether to stop.
+    pub fn observe(&mut self, o: Outcome, systemic: bool) -> Observed {
+        let key = o
+            .errcode
+            .filter(|&c| o.status == Status::Failed && errcode::suspicious_when_repeated(c))
+            .map(|c| (c, without_rid(&o.errmsg).to_owned()));
+        if self.fired.is_some() {
+            return match key == self.fired {
+                true => Observed {
+                    release: vec![o],
+                    ..Observed::default()
+                },
+                false => Observed {
+                    record: vec![o],
+                    ..Observed::default()
+                },
+            };
+        }
         if self.recent.len() == HEALTH_WINDOW && self.recent.pop_front() == Some(true) {
             self.systemic -= 1;
         }
@@ -185,29 +221,51 @@ impl Health {
         self.systemic += usize::from(systemic);
         let n = self.recent.len();
         if n >= HEALTH_MIN && self.systemic as f64 >= self.threshold * n as f64 {
-            return Some(format!(
+            let why = format!(
                 "{} of the last {n} sends failed for reasons that are not about the recipients \
                  (last: {})",
                 self.systemic, o.errmsg
+            );
+            let mut record = self.drain();
+            record.push(o);
+            return Observed {
+                record,
+                stop: Some(why),
+                ..Observed::default()
+            };
+        }
+        let mut record = Vec::new();
+        if key.is_none() || key != self.streak {
+            record = self.drain();
+            self.streak = key.clone();
+        }
+        match key {
+            Some(_) => self.held.push(o),
+            None => record.push(o),
+        }
+        let mut out = Observed {
+            record,
+            ..Observed::default()
+        };
+        if self.held.len() >= STREAK_LIMIT as usize
+            && let Some((code, msg)) = self.streak.take()
+        {
+            out.stop = Some(format!(
+                "{STREAK_LIMIT} recipients in a row failed with {code} ({}): {msg}; they are \
+                 not recorded as failed: once the campaign is fixed, resuming sends them again",
+                errcode::meaning(code)
             ));
+            out.release = std::mem::take(&mut self.held);
+            self.fired = Some((code, msg));
         }
-        let key = o
-            .errcode
-            .filter(|&c| o.status == Status::Failed && errcode::suspicious_when_repeated(c))
-            .map(|c| (c, without_rid(&o.errmsg).to_owned()));
-        if key.is_some() && key == self.streak {
-            self.streak_len += 1;
-        } else {
-            self.streak = key;
-            self.streak_len = 1;
-        }
-        match &self.streak {
-            Some((code, msg)) if self.streak_len >= STREAK_LIMIT => Some(format!(
-                "{STREAK_LIMIT} recipients in a row failed with {code} ({}): {msg}",
-                errcode::meaning(*code)
-            )),
-            _ => None,
-        }
+        out
+    }
+
+    /// The outcomes held back, for the end of the run: a streak that never reached the
+    /// limit is recorded as it was.
+    pub fn drain(&mut self) -> Vec<Outcome> {
+        self.streak = None;
+        std::mem::take(&mut self.held)
     }
 }
 
@@ -293,6 +351,13 @@ pub async fn run<T: Transport>(
     // Every task holds a permit until it has sent its outcome.
     // `queued` ≤ 4 × MAX_CONCURRENCY fits in a u32.
     let _all = tasks.acquire_many(queued as u32).await;
+    // A streak of failures that never reached the limit is recorded as it was.
+    let held = shared
+        .health
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain();
+    record(&shared, held).await;
 }
 
 /// Requests made for a message so far.
@@ -518,16 +583,28 @@ impl<T> Shared<T> {
 /// Hands an outcome to the report writer, and to the health check. `systemic`: the failure
 /// is not about this recipient.
 async fn emit<T>(ctx: &Shared<T>, outcome: Outcome, systemic: bool) {
-    let verdict = ctx
+    let seen = ctx
         .health
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .observe(&outcome, systemic);
-    if let Some(why) = verdict {
+        .observe(outcome, systemic);
+    if let Some(why) = seen.stop {
         ctx.stop.trigger(StopReason::Unhealthy(why));
     }
-    // The report writer outlives the dispatcher; if it died, its error ends the run anyway.
-    let _ = ctx.outcomes.send(outcome).await;
+    for o in &seen.release {
+        if let Err(e) = ctx.ledger.released(&o.openid, o.row) {
+            ctx.stop.trigger(StopReason::Report(e.to_string()));
+        }
+    }
+    record(ctx, seen.record).await;
+}
+
+/// Hands outcomes to the report writer.
+async fn record<T>(ctx: &Shared<T>, outcomes: Vec<Outcome>) {
+    for o in outcomes {
+        // The report writer outlives the dispatcher; if it died, its error ends the run.
+        let _ = ctx.outcomes.send(o).await;
+    }
 }
 
 /// Exponential backoff with full jitter: the n-th delay is uniform in
@@ -890,17 +967,22 @@ mod tests {
     #[test]
     fn health_fires_when_most_recent_sends_fail_systemically() {
         let mut h = Health::new(0.5);
-        let ok = Outcome::unsent(1, "o".into(), Status::Sent, String::new());
+        let ok = || Outcome::unsent(1, "o".into(), Status::Sent, String::new());
         for _ in 0..10 {
-            assert_eq!(h.observe(&ok, false), None);
+            let seen = h.observe(ok(), false);
+            assert_eq!((seen.record.len(), seen.stop), (1, None));
         }
         for i in 0..9 {
-            assert_eq!(h.observe(&failed(None, "timeout"), true), None, "{i}");
+            assert_eq!(h.observe(failed(None, "timeout"), true).stop, None, "{i}");
         }
         // 10 of 20: the threshold is reached.
-        assert!(h.observe(&failed(None, "timeout"), true).is_some());
+        let seen = h.observe(failed(None, "timeout"), true);
+        assert!(seen.stop.is_some());
+        assert_eq!((seen.record.len(), seen.release.len()), (1, 0));
     }
 
+    /// Issue 12 trial: a 47003 streak that stops the run used to leave its 10 rows `failed`,
+    /// so neither the resume nor `--retry-failed` sent them after the fix. They are released.
     #[test]
     fn health_fires_on_a_streak_of_the_same_suspicious_failure() {
         let mut h = Health::new(1.0);
@@ -911,17 +993,36 @@ mod tests {
             )
         };
         for i in 0..STREAK_LIMIT - 1 {
-            assert_eq!(h.observe(&f(i), false), None);
+            let seen = h.observe(f(i), false);
+            assert!(seen.stop.is_none() && seen.record.is_empty() && seen.release.is_empty());
         }
-        let why = h.observe(&f(99), false).unwrap();
+        let seen = h.observe(f(99), false);
+        let why = seen.stop.unwrap();
         assert!(why.contains("47003"), "{why}");
-        // Recipient failures like 43004 never form a streak.
+        assert_eq!((seen.record.len(), seen.release.len()), (0, 10));
+        // After the stop: the same failure is released, anything else recorded.
+        assert_eq!(h.observe(f(100), false).release.len(), 1);
+        let other = h.observe(failed(Some(43004), "require subscribe"), false);
+        assert_eq!((other.record.len(), other.release.len()), (1, 0));
+
+        // A streak that breaks is recorded, in order, before what broke it.
+        let mut h = Health::new(1.0);
+        for i in 0..3 {
+            assert!(h.observe(f(i), false).record.is_empty());
+        }
+        let ok = Outcome::unsent(9, "ok".into(), Status::Sent, String::new());
+        let seen = h.observe(ok, false);
+        assert_eq!(seen.record.len(), 4);
+        assert_eq!(seen.record[3].openid, "ok");
+        // One still held at the end is recorded then.
+        h.observe(f(7), false);
+        assert_eq!(h.drain().len(), 1);
+
+        // Recipient failures like 43004 never form a streak, and are recorded at once.
         let mut h = Health::new(1.0);
         for _ in 0..100 {
-            assert_eq!(
-                h.observe(&failed(Some(43004), "require subscribe"), false),
-                None
-            );
+            let seen = h.observe(failed(Some(43004), "require subscribe"), false);
+            assert_eq!((seen.record.len(), seen.stop), (1, None));
         }
     }
 }

@@ -155,7 +155,15 @@ impl SendPlan {
             .iter()
             .map(|w| w.to_string_lossy().into_owned())
             .collect();
-        let line = shell_words::join(words);
+        let mut line = shell_words::join(words);
+        if let Api::Remote { secret, .. } = &self.api
+            && secret.expose() == crate::sandbox::SANDBOX_SECRET
+        {
+            // The sandbox's built-in secret is nobody's AppSecret (those are 32 hex digits):
+            // repeating it lets the advice work where it was given inline, as the sandbox's
+            // banner shows. A real AppSecret is never printed.
+            line = format!("{}={} {line}", self.campaign.secret_env, secret.expose());
+        }
         match &self.api {
             // An assignment before the command: the name itself must not be quoted.
             Api::Remote {

@@ -101,6 +101,14 @@ impl Progress {
 }
 
 /// Thousands separators, as a person reads counts.
+/// `1 row`, `2,004 rows`: a count and its noun, plural when it is not 1.
+pub fn counted(n: u64, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{} {noun}s", thousands(n)),
+    }
+}
+
 pub fn thousands(n: u64) -> String {
     indicatif::HumanCount(n).to_string()
 }

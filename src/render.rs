@@ -76,6 +76,30 @@ struct Field {
     /// `data.<key>`, built once rather than per row.
     template: String,
     color: Option<String>,
+    /// ` (the field is from templates/NAME.yaml:LINE)` when a template file defines it.
+    origin: String,
+}
+
+impl Field {
+    /// `e` with where the field is defined, when that is not the campaign file.
+    fn located(&self, e: Error) -> Error {
+        match e {
+            Error::Row {
+                path,
+                row,
+                line,
+                field,
+                message,
+            } if !self.origin.is_empty() => Error::Row {
+                path,
+                row,
+                line,
+                field,
+                message: format!("{message}{}", self.origin),
+            },
+            e => e,
+        }
+    }
 }
 
 const URL: &str = "url";
@@ -144,6 +168,15 @@ impl Renderer {
                     key: key.clone(),
                     template: format!("data.{key}"),
                     color: spec.color.clone(),
+                    origin: match &spec.from {
+                        Some(file) => {
+                            let at = crate::campaign::line_of(file, &format!("data.{key}"))
+                                .map(|l| format!(":{l}"))
+                                .unwrap_or_default();
+                            format!(" (the field is from {}{at})", file.display())
+                        }
+                        None => String::new(),
+                    },
                 })
                 .collect(),
             url: campaign.url.is_some(),
@@ -208,16 +241,17 @@ impl Renderer {
 
         let mut data = Data::with_capacity(self.fields.len());
         for f in &self.fields {
-            let value = render(&f.template)?;
+            let value = render(&f.template).map_err(|e| f.located(e))?;
             if self.kind.is_subscribe() && value.is_empty() {
-                return Err(err(
+                return Err(f.located(err(
                     &f.template,
                     "is empty; WeChat refuses an empty value in a subscribe message (47003)".into(),
-                ));
+                )));
             }
             if self.kind != Kind::MiniTemplate {
-                fields::check(&f.key, &value)
-                    .map_err(|m| err(&f.template, format!("{m} (rendered: {value:?})")))?;
+                fields::check(&f.key, &value).map_err(|m| {
+                    f.located(err(&f.template, format!("{m} (rendered: {value:?})")))
+                })?;
             }
             data.insert(
                 f.key.clone(),

@@ -3,7 +3,7 @@
 
 use crate::Error;
 use crate::campaign::{Campaign, Kind};
-use crate::progress::thousands;
+use crate::progress::counted;
 use crate::recipients::{Recipients, Row};
 use crate::render::{self, Renderer};
 use crate::report::Done;
@@ -99,10 +99,10 @@ pub(super) fn check(c: &Campaign) -> Result<(), Error> {
     say!("{}: valid", c.path.display());
     say!("  {}, template {}", describe_kind(c.kind), c.template_id);
     say!(
-        "  {} rows: {} recipients, {} repeated openids (reported skipped, sent once)",
-        thousands(v.rows),
-        thousands(v.recipients),
-        thousands(v.duplicates)
+        "  {}: {}, {} (reported skipped, sent once)",
+        counted(v.rows, "row"),
+        counted(v.recipients, "recipient"),
+        counted(v.duplicates, "repeated openid")
     );
     say!(
         "  at {}/s a full send takes about {}",

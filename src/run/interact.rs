@@ -125,10 +125,7 @@ impl Leftovers {
 
 /// `1 recipient`, `2 recipients`.
 fn recipients(n: u64) -> String {
-    match n {
-        1 => "1 recipient".to_owned(),
-        n => format!("{} recipients", thousands(n)),
-    }
+    crate::progress::counted(n, "recipient")
 }
 
 /// The hint after a run that stopped at its `--limit` with recipients left.
@@ -181,7 +178,14 @@ pub(super) fn aborted(plan: &SendPlan, reason: &StopReason, done: Done) -> Error
         StopReason::Interrupted => ("interrupted".to_owned(), None),
     };
     let mut msg = format!("run aborted: {why}");
-    if let Some(advice) = code.and_then(errcode::advice) {
+    let classic = plan.campaign.token_api == crate::campaign::TokenApi::Classic;
+    if matches!(reason, StopReason::Token(_)) && code == Some(45009) && classic {
+        // `/cgi-bin/token` has a daily limit of its own; the stable token has another.
+        msg.push_str(
+            "\n  what to do: /cgi-bin/token's daily limit is used up; `token_api: stable` (the \
+             default) fetches tokens from /cgi-bin/stable_token, which has its own, now",
+        );
+    } else if let Some(advice) = code.and_then(errcode::advice) {
         msg.push_str(&format!("\n  what to do: {advice}"));
     }
     Error::Aborted(msg + &how_to_go_on(plan, done))

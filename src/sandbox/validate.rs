@@ -297,7 +297,7 @@ fn miniprogram(obj: &Map<String, Value>, seen: &mut Seen<'_>) -> Result<(), Reje
         return Ok(());
     };
     seen.unknown("miniprogram.", mp, &["appid", "pagepath"])?;
-    opt_str(mp, "appid").map_err(|_| wrong_type("miniprogram.appid", "a string"))?;
+    seen.optional(mp, "miniprogram.", "appid")?;
     seen.optional(mp, "miniprogram.", "pagepath")?;
     Ok(())
 }

@@ -496,3 +496,25 @@ fn an_absurd_concurrency_is_refused_and_a_huge_token_life_is_clamped() {
     w.send(&sb, &[]).expect(0);
     assert_all_sent_once(&w, &sb, 3, REPORT);
 }
+
+/// Issue 12 trial (D5): with the secret given inline, as the sandbox's banner shows it, the
+/// printed advice still works as printed: it repeats the sandbox's built-in secret (never a
+/// real AppSecret, which `secrets_never_appear_in_output_or_report` covers).
+#[test]
+fn advice_after_an_inline_sandbox_secret_works_as_printed() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        daily_quota: Some(2),
+        ..Knobs::default()
+    });
+    generated(&w, 4, "rate: 1000\nconcurrency: 1\ntarget: mini\n");
+    let run = w.send(&sb, &[]).expect(1);
+    let advice = run.expect_advice(RESUME);
+    assert!(
+        advice.contains("WXPUSH_SECRET=sandbox-secret wxpush send"),
+        "{advice}"
+    );
+    sb.next_day();
+    w.run_advice_without_secret(&advice).expect(0);
+    assert_all_sent_once(&w, &sb, 4, REPORT);
+}

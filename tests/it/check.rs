@@ -15,7 +15,7 @@ fn check_counts_rows_and_sends_nothing() {
         .against(&sb)
         .run()
         .expect(0)
-        .stdout_has("4 rows: 3 recipients, 1 repeated openids");
+        .stdout_has("4 rows: 3 recipients, 1 repeated openid ");
     sb.expect_no_requests();
 }
 
@@ -350,8 +350,8 @@ fn a_closed_pipe_ends_the_output_quietly() {
 #[test]
 fn warnings_and_errors_name_the_template_file() {
     let w = Workdir::with_examples();
-    let warning = "WeChat no longer displays `first` (from templates/vocab-reminder.yaml) \
-                   and `remark` (from templates/vocab-reminder.yaml)";
+    let warning = "WeChat no longer displays `first` (from templates/vocab-reminder.yaml:7) \
+                   and `remark` (from templates/vocab-reminder.yaml:5)";
     for args in [
         &["check", "campaigns/vocab-reminder-mini.yaml"][..],
         &["preview", "campaigns/vocab-reminder-mini.yaml"],
@@ -360,6 +360,20 @@ fn warnings_and_errors_name_the_template_file() {
         w.cmd(args).run().expect(0).stderr_has(warning);
     }
     let tpl = w.read("templates/vocab-reminder.yaml");
+    let line = |key: &str| tpl.lines().position(|l| l.contains(key)).unwrap() + 1;
+    // A row that does not render a template file's field: the row, and where the field is.
+    w.write(
+        "templates/vocab-reminder.yaml",
+        tpl.replace("{{ task }}", "{{ chore }}"),
+    );
+    w.cmd(&["check", "campaigns/vocab-reminder-mini.yaml"])
+        .run()
+        .expect(2)
+        .stderr_has("vocab.csv: row 1 (line 2), field `data.keyword2`")
+        .stderr_has(&format!(
+            "(the field is from templates/vocab-reminder.yaml:{})",
+            line("keyword2")
+        ));
     w.write(
         "templates/vocab-reminder.yaml",
         tpl.replace("keyword2: \"{{ task }}\"", "keyword2: 12.50"),

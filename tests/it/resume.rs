@@ -352,3 +352,28 @@ fn repeats_left_unreported_by_a_stopped_run_are_reported_on_resume() {
     assert_eq!(rows.iter().filter(|r| r["status"] == "skipped").count(), 2);
     assert_eq!(sb.stats().send_requests, 5);
 }
+
+/// Issue 12 trial (D1): ten recipients in a row refused with the same 47003 stop the run as a
+/// campaign problem; those ten are not recorded `failed`, so the printed resume command, run
+/// once the campaign is fixed, sends them too: everyone once.
+#[test]
+fn a_47003_streak_stops_the_run_and_the_resume_sends_the_streak_too() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        fail_prefixes: vec![("o_test_0001".into(), 47003)],
+        ..Knobs::default()
+    });
+    generated(&w, 30, "rate: 1000\nconcurrency: 1\ntarget: mini\n");
+    let run = w
+        .send(&sb, &[])
+        .expect(1)
+        .stderr_has("10 recipients in a row failed with 47003")
+        .stderr_has("not recorded as failed");
+    let rows = w.report(REPORT);
+    assert_eq!(rows.len(), 9, "{rows:?}");
+    assert!(rows.iter().all(|r| r["status"] == "sent"), "{rows:?}");
+    // The campaign is fixed (here: WeChat stops refusing), then the advice is run as printed.
+    sb.heal();
+    w.run_advice(&run.expect_advice("resume with: ")).expect(0);
+    assert_all_sent_once(&w, &sb, 30, REPORT);
+}

@@ -486,3 +486,20 @@ fn a_lost_bizsend_answer_is_unknown_and_not_repeated() {
     let rows = w.report("campaigns/reports/course-notice.sandbox.csv");
     assert!(rows.iter().all(|r| r["status"] == "unknown"), "{rows:?}");
 }
+
+/// `/cgi-bin/token` past its daily limit: the advice names the stable token, which has its
+/// own limit (issue 12 trial, D9).
+#[test]
+fn the_classic_token_s_daily_limit_points_to_the_stable_token() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        token_daily_limit: 0,
+        ..Knobs::default()
+    });
+    generated(&w, 2, "rate: 1000\ntarget: mini\ntoken_api: classic\n");
+    w.send(&sb, &[])
+        .expect(1)
+        .stderr_has("45009")
+        .stderr_has("`token_api: stable`");
+    assert_eq!(sb.stats().send_requests, 0);
+}
