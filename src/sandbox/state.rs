@@ -284,6 +284,14 @@ impl State {
 
     // ---------------------------------------------------------------- tokens
 
+    /// The `appid` knob, or any appid starting with `wx` when it is not set.
+    fn is_our_appid(&self, appid: &str) -> bool {
+        match &self.knobs.appid {
+            Some(a) => a == appid,
+            None => appid.starts_with("wx"),
+        }
+    }
+
     /// Checks the credentials shared by both token endpoints.
     fn check_credentials(&self, c: Credentials<'_>) -> Result<(), Reject> {
         let appid = c.appid.filter(|s| !s.is_empty());
@@ -297,11 +305,7 @@ impl State {
         if c.grant_type != Some("client_credential") {
             return Err(Reject::new(40002, "invalid grant_type"));
         }
-        let appid_ok = match &self.knobs.appid {
-            Some(a) => a == appid,
-            None => appid.starts_with("wx"),
-        };
-        if !appid_ok {
+        if !self.is_our_appid(appid) {
             return Err(Reject::new(40013, "invalid appid"));
         }
         if secret != self.knobs.secret {
@@ -625,11 +629,7 @@ impl State {
         let Some(appid) = appid.filter(|a| !a.is_empty()) else {
             return Err(Reject::new(41002, "appid missing"));
         };
-        let ours = match &self.knobs.appid {
-            Some(a) => a == appid,
-            None => appid.starts_with("wx"),
-        };
-        if !ours {
+        if !self.is_our_appid(appid) {
             return Err(Reject::new(40013, "invalid appid"));
         }
         if self.clears >= CLEAR_QUOTA_MONTHLY {
