@@ -366,7 +366,12 @@ fn parse<T: serde::de::DeserializeOwned + Default>(
             let (at, own) = nested_keys(&original);
             let keys: Vec<&str> = own.unwrap_or_else(|| keys.to_vec());
             message = format!("{at}unknown key `{unknown}`");
-            if let Some(near) = nearest(&unknown, &keys) {
+            // Or the one key it is the end of (`path` for WxJava's `pagepath`).
+            let ends_one = || {
+                let mut ends = keys.iter().filter(|k| k.ends_with(unknown.as_str()));
+                ends.next().filter(|_| ends.next().is_none()).copied()
+            };
+            if let Some(near) = nearest(&unknown, &keys).or_else(ends_one) {
                 message.push_str(&format!(" (did you mean `{near}`?)"));
             }
             message.push_str(&format!("; valid keys: {}", keys.join(", ")));
@@ -451,16 +456,11 @@ fn unknown_key(message: &str) -> Option<String> {
     Some(rest.split('`').next()?.to_owned())
 }
 
-/// The valid key closest to `word`, if it is close enough to be a plausible typo, or the
-/// key it is a part of (`path` for `pagepath`).
+/// The valid key closest to `word`, if it is close enough to be a plausible typo.
 pub(crate) fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    let part_of = |c: &str| word.len() >= 4 && c.contains(word);
     candidates
         .iter()
-        .map(|c| {
-            let score = strsim::jaro_winkler(word, c);
-            (if part_of(c) { score.max(0.81) } else { score }, *c)
-        })
+        .map(|c| (strsim::jaro_winkler(word, c), *c))
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)

@@ -400,6 +400,40 @@ mod tests {
         assert_eq!(p.run_kind, RunKind::Sandbox);
     }
 
+    /// Advice repeats the sandbox's built-in secret (nobody's AppSecret) only where it helps
+    /// and a shell reads it: a sandbox run whose base came from the environment, under a
+    /// variable name that is an assignment. Never any other secret.
+    #[test]
+    fn advice_repeats_only_the_sandbox_s_own_secret() {
+        use crate::wechat::Secret;
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = plan(dir.path(), &["--sandbox", "--yes"]);
+        let remote = |secret: &str, from_env| Api::Remote {
+            base: "http://127.0.0.1:9".into(),
+            from_env,
+            secret: Secret::new(secret.into()),
+        };
+        p.api = remote(crate::sandbox::SANDBOX_SECRET, true);
+        p.run_kind = RunKind::Sandbox;
+        let line = p.command(Then::Resume, None);
+        assert!(
+            line.starts_with(
+                "WXPUSH_API_BASE=http://127.0.0.1:9 WXPUSH_SECRET=sandbox-secret wxpush send"
+            ),
+            "{line}"
+        );
+        p.api = remote("0123456789abcdef0123456789abcdef", true);
+        assert!(!p.command(Then::Resume, None).contains("SECRET="));
+        p.api = remote(crate::sandbox::SANDBOX_SECRET, false);
+        assert!(!p.command(Then::Resume, None).contains("SECRET="));
+        p.api = remote(crate::sandbox::SANDBOX_SECRET, true);
+        p.campaign.secret_env = "MY-SECRET".into();
+        assert!(!p.command(Then::Resume, None).contains("SECRET="));
+        p.campaign.secret_env = "WXPUSH_SECRET".into();
+        p.run_kind = RunKind::WeChat;
+        assert!(!p.command(Then::Resume, None).contains("SECRET="));
+    }
+
     #[test]
     fn advice_never_pairs_flags_that_clap_refuses_together() {
         let dir = tempfile::tempdir().unwrap();

@@ -157,31 +157,12 @@ const STREAK_LIMIT: u32 = 10;
 /// The run's recent outcomes, to stop a run that fails for the campaign's reasons (wrong
 /// field for every row, network down, an account restriction) within a few dozen requests
 /// instead of after thousands.
-///
-/// A run of identical suspicious failures (the same 47003 field, …) is held back instead of
-/// being recorded at once: if it reaches `STREAK_LIMIT`, the run stops and those messages
-/// are released rather than recorded `failed`, so that the resume, once the campaign is
-/// fixed, sends them again. A streak that breaks is recorded as it was.
 pub struct Health {
     threshold: f64,
     recent: VecDeque<bool>,
     systemic: usize,
-    /// The current streak's failure (errcode, errmsg without its rid) and its outcomes.
     streak: Option<(i64, String)>,
-    held: Vec<Outcome>,
-    /// The streak that stopped the run: later outcomes with the same failure are released.
-    fired: Option<(i64, String)>,
-}
-
-/// What to do with the outcomes the health check has seen.
-#[derive(Debug, Default)]
-pub struct Observed {
-    /// Record these, in order.
-    pub record: Vec<Outcome>,
-    /// Release these: not recorded, their sends are returned to the campaign.
-    pub release: Vec<Outcome>,
-    /// The run must stop, and why.
-    pub stop: Option<String>,
+    streak_len: u32,
 }
 
 impl Health {
@@ -191,29 +172,12 @@ impl Health {
             recent: VecDeque::with_capacity(HEALTH_WINDOW),
             systemic: 0,
             streak: None,
-            held: Vec::new(),
-            fired: None,
+            streak_len: 0,
         }
     }
 
-    /// Takes `o` in; says what to record, what to release and whether to stop.
-    pub fn observe(&mut self, o: Outcome, systemic: bool) -> Observed {
-        let key = o
-            .errcode
-            .filter(|&c| o.status == Status::Failed && errcode::suspicious_when_repeated(c))
-            .map(|c| (c, without_rid(&o.errmsg).to_owned()));
-        if self.fired.is_some() {
-            return match key == self.fired {
-                true => Observed {
-                    release: vec![o],
-                    ..Observed::default()
-                },
-                false => Observed {
-                    record: vec![o],
-                    ..Observed::default()
-                },
-            };
-        }
+    /// Records `o`; returns why the run should stop, if it should.
+    pub fn observe(&mut self, o: &Outcome, systemic: bool) -> Option<String> {
         if self.recent.len() == HEALTH_WINDOW && self.recent.pop_front() == Some(true) {
             self.systemic -= 1;
         }
@@ -221,51 +185,30 @@ impl Health {
         self.systemic += usize::from(systemic);
         let n = self.recent.len();
         if n >= HEALTH_MIN && self.systemic as f64 >= self.threshold * n as f64 {
-            let why = format!(
+            return Some(format!(
                 "{} of the last {n} sends failed for reasons that are not about the recipients \
                  (last: {})",
                 self.systemic, o.errmsg
-            );
-            let mut record = self.drain();
-            record.push(o);
-            return Observed {
-                record,
-                stop: Some(why),
-                ..Observed::default()
-            };
-        }
-        let mut record = Vec::new();
-        if key.is_none() || key != self.streak {
-            record = self.drain();
-            self.streak = key.clone();
-        }
-        match key {
-            Some(_) => self.held.push(o),
-            None => record.push(o),
-        }
-        let mut out = Observed {
-            record,
-            ..Observed::default()
-        };
-        if self.held.len() >= STREAK_LIMIT as usize
-            && let Some((code, msg)) = self.streak.take()
-        {
-            out.stop = Some(format!(
-                "{STREAK_LIMIT} recipients in a row failed with {code} ({}): {msg}; they are \
-                 not recorded as failed: once the campaign is fixed, resuming sends them again",
-                errcode::meaning(code)
             ));
-            out.release = std::mem::take(&mut self.held);
-            self.fired = Some((code, msg));
         }
-        out
-    }
-
-    /// The outcomes held back, for the end of the run: a streak that never reached the
-    /// limit is recorded as it was.
-    pub fn drain(&mut self) -> Vec<Outcome> {
-        self.streak = None;
-        std::mem::take(&mut self.held)
+        let key = o
+            .errcode
+            .filter(|&c| o.status == Status::Failed && errcode::suspicious_when_repeated(c))
+            .map(|c| (c, without_rid(&o.errmsg).to_owned()));
+        if key.is_some() && key == self.streak {
+            self.streak_len += 1;
+        } else {
+            self.streak = key;
+            self.streak_len = 1;
+        }
+        match &self.streak {
+            Some((code, msg)) if self.streak_len >= STREAK_LIMIT => Some(format!(
+                "{STREAK_LIMIT} recipients in a row failed with {code} ({}): {msg}; once the \
+                 campaign is fixed, resuming sends the rest and --retry-failed these",
+                errcode::meaning(*code)
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -351,13 +294,6 @@ pub async fn run<T: Transport>(
     // Every task holds a permit until it has sent its outcome.
     // `queued` ≤ 4 × MAX_CONCURRENCY fits in a u32.
     let _all = tasks.acquire_many(queued as u32).await;
-    // A streak of failures that never reached the limit is recorded as it was.
-    let held = shared
-        .health
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .drain();
-    record(&shared, held).await;
 }
 
 /// Requests made for a message so far.
@@ -503,7 +439,13 @@ async fn attempt<T: Transport>(
         let wait = match action {
             Action::Done => return Some((outcome, false)),
             Action::RecipientFailed => {
-                outcome.status = Status::Failed;
+                // A refusal now does not undo a lost answer before it (a one-time
+                // subscription used by that first request answers 43101 to the next one).
+                outcome.status = if state.ambiguous {
+                    Status::Unknown
+                } else {
+                    Status::Failed
+                };
                 let systemic = outcome.errcode.is_none_or(|c| !errcode::is_known(c));
                 return Some((outcome, systemic));
             }
@@ -583,28 +525,16 @@ impl<T> Shared<T> {
 /// Hands an outcome to the report writer, and to the health check. `systemic`: the failure
 /// is not about this recipient.
 async fn emit<T>(ctx: &Shared<T>, outcome: Outcome, systemic: bool) {
-    let seen = ctx
+    let verdict = ctx
         .health
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .observe(outcome, systemic);
-    if let Some(why) = seen.stop {
+        .observe(&outcome, systemic);
+    if let Some(why) = verdict {
         ctx.stop.trigger(StopReason::Unhealthy(why));
     }
-    for o in &seen.release {
-        if let Err(e) = ctx.ledger.released(&o.openid, o.row) {
-            ctx.stop.trigger(StopReason::Report(e.to_string()));
-        }
-    }
-    record(ctx, seen.record).await;
-}
-
-/// Hands outcomes to the report writer.
-async fn record<T>(ctx: &Shared<T>, outcomes: Vec<Outcome>) {
-    for o in outcomes {
-        // The report writer outlives the dispatcher; if it died, its error ends the run.
-        let _ = ctx.outcomes.send(o).await;
-    }
+    // The report writer outlives the dispatcher; if it died, its error ends the run anyway.
+    let _ = ctx.outcomes.send(outcome).await;
 }
 
 /// Exponential backoff with full jitter: the n-th delay is uniform in
@@ -837,6 +767,25 @@ mod tests {
         );
     }
 
+    /// Lost, then refused for the recipient (43101: the one-time subscription was used, by
+    /// the first request perhaps): still in doubt, never `failed` (which `--retry-failed`
+    /// could send again, for 47003).
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_after_a_lost_answer_stays_in_doubt() {
+        for refusal in [43101, 47003] {
+            let ran = run_script(vec![message("o1", true)], 1, move |_, nth| {
+                if nth == 1 {
+                    Err(SendError::Ambiguous("connection reset".into()))
+                } else {
+                    code(refusal)
+                }
+            })
+            .await;
+            let o = &ran.outcomes[0];
+            assert_eq!((o.status, o.attempts), (Status::Unknown, 2), "{refusal}");
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_stop_after_a_lost_answer_does_not_release_the_message() {
         // o1: lost, then "too often, wait a minute"; o2 waits a minute too, and then its
@@ -967,22 +916,17 @@ mod tests {
     #[test]
     fn health_fires_when_most_recent_sends_fail_systemically() {
         let mut h = Health::new(0.5);
-        let ok = || Outcome::unsent(1, "o".into(), Status::Sent, String::new());
+        let ok = Outcome::unsent(1, "o".into(), Status::Sent, String::new());
         for _ in 0..10 {
-            let seen = h.observe(ok(), false);
-            assert_eq!((seen.record.len(), seen.stop), (1, None));
+            assert_eq!(h.observe(&ok, false), None);
         }
         for i in 0..9 {
-            assert_eq!(h.observe(failed(None, "timeout"), true).stop, None, "{i}");
+            assert_eq!(h.observe(&failed(None, "timeout"), true), None, "{i}");
         }
         // 10 of 20: the threshold is reached.
-        let seen = h.observe(failed(None, "timeout"), true);
-        assert!(seen.stop.is_some());
-        assert_eq!((seen.record.len(), seen.release.len()), (1, 0));
+        assert!(h.observe(&failed(None, "timeout"), true).is_some());
     }
 
-    /// Issue 12 trial: a 47003 streak that stops the run used to leave its 10 rows `failed`,
-    /// so neither the resume nor `--retry-failed` sent them after the fix. They are released.
     #[test]
     fn health_fires_on_a_streak_of_the_same_suspicious_failure() {
         let mut h = Health::new(1.0);
@@ -993,36 +937,17 @@ mod tests {
             )
         };
         for i in 0..STREAK_LIMIT - 1 {
-            let seen = h.observe(f(i), false);
-            assert!(seen.stop.is_none() && seen.record.is_empty() && seen.release.is_empty());
+            assert_eq!(h.observe(&f(i), false), None);
         }
-        let seen = h.observe(f(99), false);
-        let why = seen.stop.unwrap();
+        let why = h.observe(&f(99), false).unwrap();
         assert!(why.contains("47003"), "{why}");
-        assert_eq!((seen.record.len(), seen.release.len()), (0, 10));
-        // After the stop: the same failure is released, anything else recorded.
-        assert_eq!(h.observe(f(100), false).release.len(), 1);
-        let other = h.observe(failed(Some(43004), "require subscribe"), false);
-        assert_eq!((other.record.len(), other.release.len()), (1, 0));
-
-        // A streak that breaks is recorded, in order, before what broke it.
-        let mut h = Health::new(1.0);
-        for i in 0..3 {
-            assert!(h.observe(f(i), false).record.is_empty());
-        }
-        let ok = Outcome::unsent(9, "ok".into(), Status::Sent, String::new());
-        let seen = h.observe(ok, false);
-        assert_eq!(seen.record.len(), 4);
-        assert_eq!(seen.record[3].openid, "ok");
-        // One still held at the end is recorded then.
-        h.observe(f(7), false);
-        assert_eq!(h.drain().len(), 1);
-
-        // Recipient failures like 43004 never form a streak, and are recorded at once.
+        // Recipient failures like 43004 never form a streak.
         let mut h = Health::new(1.0);
         for _ in 0..100 {
-            let seen = h.observe(failed(Some(43004), "require subscribe"), false);
-            assert_eq!((seen.record.len(), seen.stop), (1, None));
+            assert_eq!(
+                h.observe(&failed(Some(43004), "require subscribe"), false),
+                None
+            );
         }
     }
 }

@@ -156,13 +156,23 @@ impl SendPlan {
             .map(|w| w.to_string_lossy().into_owned())
             .collect();
         let mut line = shell_words::join(words);
-        if let Api::Remote { secret, .. } = &self.api
+        let name = &self.campaign.secret_env;
+        let assignable = name != API_BASE_ENV
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if let Api::Remote {
+            secret,
+            from_env: true,
+            ..
+        } = &self.api
+            && self.run_kind == RunKind::Sandbox
+            && assignable
             && secret.expose() == crate::sandbox::SANDBOX_SECRET
         {
             // The sandbox's built-in secret is nobody's AppSecret (those are 32 hex digits):
             // repeating it lets the advice work where it was given inline, as the sandbox's
             // banner shows. A real AppSecret is never printed.
-            line = format!("{}={} {line}", self.campaign.secret_env, secret.expose());
+            line = format!("{name}={} {line}", secret.expose());
         }
         match &self.api {
             // An assignment before the command: the name itself must not be quoted.

@@ -59,8 +59,8 @@ pub struct Tally {
     pub problems: BTreeMap<Option<i64>, (u64, String)>,
     /// Requests made for the rows written (retries included).
     pub attempts: u64,
-    /// `failed` rows whose retries ran out (`--retry-failed` sends them again).
-    pub gave_up: u64,
+    /// `failed` rows that `--retry-failed` sends again ([`retryable`]).
+    pub retryable: u64,
 }
 
 impl Tally {
@@ -161,7 +161,11 @@ impl Writer {
         self.sync.wrote();
         *self.tally.by_status.entry(o.status).or_default() += 1;
         self.tally.attempts += u64::from(o.attempts);
-        self.tally.gave_up += u64::from(o.gave_up && o.status == Status::Failed);
+        let refused_for_the_campaign = o
+            .errcode
+            .is_some_and(crate::wechat::errcode::suspicious_when_repeated);
+        self.tally.retryable +=
+            u64::from(o.status == Status::Failed && (o.gave_up || refused_for_the_campaign));
         if matches!(o.status, Status::Failed | Status::Unknown) {
             let entry = self
                 .tally
@@ -239,8 +243,8 @@ pub struct Done {
     pub by_status: BTreeMap<Status, u64>,
     /// Rows recorded `unknown`: their message may have been delivered.
     pub unknown: Vec<RowRef>,
-    /// `failed` rows whose retries ran out: every attempt was answered, none delivered.
-    pub gave_up: Vec<RowRef>,
+    /// `failed` rows that `--retry-failed` sends again ([`retryable`]).
+    pub retryable: Vec<RowRef>,
 }
 
 impl Done {
@@ -260,7 +264,7 @@ impl Done {
     }
 
     /// Counts one row of the report.
-    pub fn add(&mut self, at: RowRef, status: Status, gave_up: bool) {
+    pub fn add(&mut self, at: RowRef, status: Status, retryable: bool) {
         match status {
             Status::Skipped => {
                 self.skipped_rows.insert(at.row);
@@ -272,8 +276,8 @@ impl Done {
         }
         if status == Status::Unknown {
             self.unknown.push(at);
-        } else if status == Status::Failed && gave_up {
-            self.gave_up.push(at);
+        } else if status == Status::Failed && retryable {
+            self.retryable.push(at);
         }
         self.rows += 1;
         *self.by_status.entry(status).or_default() += 1;
@@ -285,18 +289,30 @@ impl Done {
 pub struct DropRows {
     /// Rows recorded `unknown`.
     pub unknown: bool,
-    /// `failed` rows whose retries ran out.
-    pub gave_up: bool,
+    /// `failed` rows that `--retry-failed` sends again ([`retryable`]).
+    pub retryable: bool,
 }
 
 impl DropRows {
-    fn drops(self, status: Option<Status>, errmsg: &str) -> bool {
+    fn drops(self, status: Option<Status>, errcode: &str, errmsg: &str) -> bool {
         match status {
             Some(Status::Unknown) => self.unknown,
-            Some(Status::Failed) => self.gave_up && outcome::is_gave_up(errmsg),
+            Some(Status::Failed) => self.retryable && retryable(errcode, errmsg),
             _ => false,
         }
     }
+}
+
+/// Whether a `failed` row (its `errcode` and `errmsg` columns) is worth sending again: its
+/// retries ran out (WeChat busy, the network down), or WeChat refused it for a reason that
+/// may be the campaign's, fixed since (47003 data, 50002; see
+/// [`crate::wechat::errcode::suspicious_when_repeated`]). Either way every attempt was answered and none
+/// delivered: a `failed` row is never one whose answer was lost (that is `unknown`).
+pub fn retryable(errcode: &str, errmsg: &str) -> bool {
+    outcome::is_gave_up(errmsg)
+        || errcode
+            .parse()
+            .is_ok_and(crate::wechat::errcode::suspicious_when_repeated)
 }
 
 /// Removes rows of the report at `path` (so those recipients are sent again), by writing
@@ -327,7 +343,8 @@ pub fn drop_rows(path: &Path, which: DropRows) -> Result<u64, Error> {
     let mut first = true;
     while rdr.read_record(&mut rec).map_err(csv_err)? {
         let status = rec.get(1).and_then(Status::parse);
-        if !std::mem::take(&mut first) && which.drops(status, rec.get(3).unwrap_or("")) {
+        let (errcode, errmsg) = (rec.get(2).unwrap_or(""), rec.get(3).unwrap_or(""));
+        if !std::mem::take(&mut first) && which.drops(status, errcode, errmsg) {
             dropped += 1;
             continue;
         }
@@ -402,7 +419,7 @@ pub fn read(path: &Path) -> Result<Done, Error> {
             openid: record[0].to_owned(),
             row,
         };
-        done.add(at, status, outcome::is_gave_up(&record[3]));
+        done.add(at, status, retryable(&record[2], &record[3]));
     }
     Ok(done)
 }
@@ -471,7 +488,7 @@ mod tests {
         w.finish().unwrap();
         let only_unknown = DropRows {
             unknown: true,
-            gave_up: false,
+            retryable: false,
         };
         // A torn last row stays out of the rewritten report.
         let mut text = std::fs::read_to_string(&path).unwrap();

@@ -364,15 +364,20 @@ pub fn decide(
             this: run.api.as_str(),
         });
     }
-    if let Some(found) = found.endpoint.take()
-        && found != endpoint
+    if let Some(recorded) = &found.endpoint
+        && recorded != endpoint
     {
         return Err(Refusal::OtherEndpoint {
             report: report_path.to_owned(),
-            found,
+            found: recorded.clone(),
             this: endpoint,
         });
     }
+    // A journal from before endpoints were recorded cannot say its sends were template
+    // messages: none of them is resent under a `client_msg_id` window. A header appended
+    // from here on records the endpoint.
+    let endpoint_known = found.endpoint.is_some();
+    found.endpoint = Some(endpoint.to_owned());
     let mut actions = Vec::new();
     if found.recipients != run.fingerprint {
         if !opts.resume_changed {
@@ -387,18 +392,18 @@ pub fn decide(
     let previous_rows = Some(done.rows);
     let drop = DropRows {
         unknown: opts.resend_unknown,
-        gave_up: opts.retry_failed,
+        retryable: opts.retry_failed,
     };
     let mut dropped = 0;
-    if drop.gave_up && !done.gave_up.is_empty() {
-        actions.push(Action::Release(done.gave_up.clone()));
+    if drop.retryable && !done.retryable.is_empty() {
+        actions.push(Action::Release(done.retryable.clone()));
     }
     let mut to_drop = Vec::new();
     if drop.unknown {
         to_drop.extend(done.unknown.iter().map(|r| r.openid.clone()));
     }
-    if drop.gave_up {
-        to_drop.extend(done.gave_up.iter().map(|r| r.openid.clone()));
+    if drop.retryable {
+        to_drop.extend(done.retryable.iter().map(|r| r.openid.clone()));
     }
     for openid in &to_drop {
         done.remove(openid);
@@ -415,7 +420,8 @@ pub fn decide(
         .into_iter()
         .filter(|_| opts.resend_unknown);
     for d in journal.in_doubt.into_iter().chain(dropped_unknown) {
-        let window_open = run.kind.deduplicates() && now < d.started + DEDUP_WINDOW;
+        let window_open =
+            endpoint_known && run.kind.deduplicates() && now < d.started + DEDUP_WINDOW;
         if window_open || opts.resend_unknown {
             let how = Resend {
                 started: d.started,
@@ -757,6 +763,11 @@ mod tests {
         );
         let s = decided(found, Kind::Official, "C").unwrap();
         assert_eq!(s.actions, [Action::AppendHeader]);
+        // The appended header records the endpoint, so later resumes can check it.
+        assert_eq!(
+            s.header.endpoint.as_deref(),
+            Some(Kind::Official.endpoint().path())
+        );
         assert_eq!(
             (s.header.recipients.as_str(), s.header.run_id),
             (FP, run_id)
@@ -765,14 +776,19 @@ mod tests {
 
     #[test]
     fn sends_in_flight_are_resent_only_under_an_open_client_msg_id_window() {
-        let in_flight = || {
+        let sent_to = |kind: Kind| {
+            let header = Header {
+                endpoint: Some(kind.endpoint().path().into()),
+                ..ours()
+            };
             both(
                 report(&[("a", Status::Sent, false)]),
-                journal(ours(), true, &[("b", MIN), ("c", 11 * MIN)]),
+                journal(header, true, &[("b", MIN), ("c", 11 * MIN)]),
             )
         };
+        let in_flight = || sent_to(Kind::Subscribe);
         // Official: b's window (about 10 minutes) is open, c's is closed.
-        let s = decided(in_flight(), Kind::Official, "").unwrap();
+        let s = decided(sent_to(Kind::Official), Kind::Official, "").unwrap();
         assert_eq!(s.resend.len(), 1);
         assert!(s.resend.contains_key(&key("b")));
         assert_eq!(s.unknown().len(), 1);
@@ -780,10 +796,17 @@ mod tests {
         assert!(s.done.has_openid("c") && !s.done.has_openid("b"));
         // Subscribe messages and notifications: no idempotency key, both recorded unknown.
         for kind in [Kind::Subscribe, Kind::OfficialSubscribe] {
-            let s = decided(in_flight(), kind, "").unwrap();
+            let s = decided(sent_to(kind), kind, "").unwrap();
             assert!(s.resend.is_empty(), "{kind:?}");
             assert_eq!(s.unknown().len(), 2, "{kind:?}");
         }
+        // A journal that does not say it recorded template messages: no window is trusted.
+        let old = both(
+            report(&[("a", Status::Sent, false)]),
+            journal(ours(), true, &[("b", MIN)]),
+        );
+        let s = decided(old, Kind::Official, "").unwrap();
+        assert_eq!((s.resend.len(), s.unknown().len()), (0, 1));
         // --resend-unknown: both sent again, deliberately.
         let s = decided(in_flight(), Kind::Subscribe, "U").unwrap();
         assert_eq!((s.resend.len(), s.unknown().len()), (2, 0));
@@ -811,7 +834,7 @@ mod tests {
                 Action::Release(vec![row("b", 2)]),
                 Action::DropRows(DropRows {
                     unknown: false,
-                    gave_up: true
+                    retryable: true
                 })
             ]
         );
@@ -836,7 +859,7 @@ mod tests {
             s.actions.last(),
             Some(&Action::DropRows(DropRows {
                 unknown: true,
-                gave_up: true
+                retryable: true
             }))
         );
         assert!(s.resend.contains_key(&key("d")));

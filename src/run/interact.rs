@@ -75,8 +75,9 @@ pub(super) fn announce(plan: &SendPlan, start: &Start, v: &Validated) {
 pub(super) struct Leftovers {
     /// Rows `unknown`: may have been delivered.
     pub unknown: u64,
-    /// `failed` rows whose retries ran out.
-    pub gave_up: u64,
+    /// `failed` rows `--retry-failed` sends again: retries ran out, or refused for the
+    /// campaign (47003, 50002); never delivered.
+    pub retryable: u64,
 }
 
 impl Leftovers {
@@ -88,7 +89,7 @@ impl Leftovers {
         Leftovers {
             unknown: kept(done.unknown.len(), plan.resume.resend_unknown)
                 + start.unknown().len() as u64,
-            gave_up: kept(done.gave_up.len(), plan.resume.retry_failed),
+            retryable: kept(done.retryable.len(), plan.resume.retry_failed),
         }
     }
 
@@ -96,18 +97,18 @@ impl Leftovers {
     pub fn plus(self, tally: &Tally) -> Self {
         Leftovers {
             unknown: self.unknown + tally.count(Status::Unknown),
-            gave_up: self.gave_up + tally.gave_up,
+            retryable: self.retryable + tally.retryable,
         }
     }
 
     /// The advice for them, one line each; `limit`: the `--limit` to keep.
     pub fn advice(self, plan: &SendPlan, limit: Option<u64>) -> String {
         let mut s = String::new();
-        if self.gave_up > 0 {
+        if self.retryable > 0 {
             s.push_str(&format!(
-                "  {} failed after the retries ran out (never delivered); to try them again: \
-                 {}\n",
-                recipients(self.gave_up),
+                "  {} failed without delivery (the retries ran out, or WeChat refused \
+                 the campaign's data: fix it first); to try them again: {}\n",
+                recipients(self.retryable),
                 plan.command(Then::RetryFailed, limit)
             ));
         }

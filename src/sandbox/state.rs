@@ -374,6 +374,8 @@ impl State {
         now: Instant,
     ) -> Result<Issued, Reject> {
         self.check_credentials(c)?;
+        // Like `classic_today`: calls that got past the credentials.
+        self.stable_today += 1;
         let tokens = &self.tokens;
         self.stable_live
             .retain(|t| tokens.get(t).is_some_and(|t| now < t.expires_at));
@@ -419,7 +421,6 @@ impl State {
     /// Counts a `POST /cgi-bin/stable_token` call (also those with a bad body).
     pub(crate) fn count_stable_call(&mut self) {
         self.stats.stable_token_calls += 1;
-        self.stable_today += 1;
     }
 
     /// Step 3 of the send pipeline: is `token` usable at `now`?

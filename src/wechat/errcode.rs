@@ -136,6 +136,8 @@ pub fn classify(errcode: i64, errmsg: &str) -> Action {
 
 /// Codes whose failure, repeated for many recipients in a row, is about the campaign rather
 /// than the recipients (a template field every row fills wrongly; an account restriction).
+/// Nothing was delivered, and a fix on the campaign's side can make them pass: they are
+/// also the refusals `--retry-failed` sends again.
 pub fn suspicious_when_repeated(errcode: i64) -> bool {
     matches!(errcode, 47003 | 50002)
 }

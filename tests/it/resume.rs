@@ -354,10 +354,11 @@ fn repeats_left_unreported_by_a_stopped_run_are_reported_on_resume() {
 }
 
 /// Issue 12 trial (D1): ten recipients in a row refused with the same 47003 stop the run as a
-/// campaign problem; those ten are not recorded `failed`, so the printed resume command, run
-/// once the campaign is fixed, sends them too: everyone once.
+/// campaign problem. Once the campaign is fixed, the printed commands reach everyone: the
+/// resume sends the rest, its summary's `--retry-failed` the ten (refused, so never
+/// delivered): everyone once.
 #[test]
-fn a_47003_streak_stops_the_run_and_the_resume_sends_the_streak_too() {
+fn after_a_47003_streak_the_printed_commands_reach_everyone_once() {
     let w = Workdir::new();
     let sb = Sandbox::start(Knobs {
         fail_prefixes: vec![("o_test_0001".into(), 47003)],
@@ -368,12 +369,18 @@ fn a_47003_streak_stops_the_run_and_the_resume_sends_the_streak_too() {
         .send(&sb, &[])
         .expect(1)
         .stderr_has("10 recipients in a row failed with 47003")
-        .stderr_has("not recorded as failed");
+        .stderr_has("--retry-failed these");
     let rows = w.report(REPORT);
-    assert_eq!(rows.len(), 9, "{rows:?}");
-    assert!(rows.iter().all(|r| r["status"] == "sent"), "{rows:?}");
+    assert_eq!(rows.len(), 19, "{rows:?}");
     // The campaign is fixed (here: WeChat stops refusing), then the advice is run as printed.
     sb.heal();
-    w.run_advice(&run.expect_advice("resume with: ")).expect(0);
+    let resumed = w.run_advice(&run.expect_advice("resume with: ")).expect(0);
+    let retry = resumed.expect_advice("to try them again: ");
+    assert!(
+        resumed
+            .stdout
+            .contains("10 recipients failed without delivery")
+    );
+    w.run_advice(&retry).expect(0);
     assert_all_sent_once(&w, &sb, 30, REPORT);
 }
