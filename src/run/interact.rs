@@ -183,8 +183,8 @@ pub(super) fn aborted(plan: &SendPlan, reason: &StopReason, done: Done) -> Error
     if matches!(reason, StopReason::Token(_)) && code == Some(45009) && classic {
         // `/cgi-bin/token` has a daily limit of its own; the stable token has another.
         msg.push_str(
-            "\n  what to do: /cgi-bin/token's daily limit is used up; `token_api: stable` (the \
-             default) fetches tokens from /cgi-bin/stable_token, which has its own, now",
+            "\n  what to do: the daily limit of /cgi-bin/token is used up; set `token_api: \
+             stable` (the default) in the campaign: /cgi-bin/stable_token has a limit of its own",
         );
     } else if let Some(advice) = code.and_then(errcode::advice) {
         msg.push_str(&format!("\n  what to do: {advice}"));

@@ -361,17 +361,19 @@ fn repeats_left_unreported_by_a_stopped_run_are_reported_on_resume() {
 fn after_a_47003_streak_the_printed_commands_reach_everyone_once() {
     let w = Workdir::new();
     let sb = Sandbox::start(Knobs {
-        fail_prefixes: vec![("o_test_0001".into(), 47003)],
+        fail_prefixes: ["o_test_0002", "o_test_0003", "o_test_0004", "o_test_0005"]
+            .map(|p| (p.to_owned(), 47003))
+            .to_vec(),
         ..Knobs::default()
     });
-    generated(&w, 30, "rate: 1000\nconcurrency: 1\ntarget: mini\n");
+    // Rows 20–59 are refused. Eight in flight (the default): answers arrive out of order, so
+    // the first refusals may be interleaved with the last successes; ten in a row follow.
+    generated(&w, 60, "rate: 1000\ntarget: mini\n");
     let run = w
         .send(&sb, &[])
         .expect(1)
         .stderr_has("10 recipients in a row failed with 47003")
         .stderr_has("--retry-failed these");
-    let rows = w.report(REPORT);
-    assert_eq!(rows.len(), 19, "{rows:?}");
     // The campaign is fixed (here: WeChat stops refusing), then the advice is run as printed.
     sb.heal();
     let resumed = w.run_advice(&run.expect_advice("resume with: ")).expect(0);
@@ -379,8 +381,10 @@ fn after_a_47003_streak_the_printed_commands_reach_everyone_once() {
     assert!(
         resumed
             .stdout
-            .contains("10 recipients failed without delivery")
+            .contains("recipients failed without delivery"),
+        "{}",
+        resumed.stdout
     );
     w.run_advice(&retry).expect(0);
-    assert_all_sent_once(&w, &sb, 30, REPORT);
+    assert_all_sent_once(&w, &sb, 60, REPORT);
 }
