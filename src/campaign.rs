@@ -114,6 +114,69 @@ impl FieldSpec {
     }
 }
 
+/// A template as registered in the WeChat backend (what the template list APIs return): its
+/// title and its content, one line per field, `{{name.DATA}}` where a value goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    pub title: Option<String>,
+    pub content: Option<String>,
+}
+
+impl Shape {
+    /// The field names of `content`, in order: the `name` of each `{{name.DATA}}`.
+    pub fn keys(&self) -> Vec<&str> {
+        let Some(content) = &self.content else {
+            return Vec::new();
+        };
+        let mut keys = Vec::new();
+        for piece in content.split("{{").skip(1) {
+            let Some((inside, _)) = piece.split_once("}}") else {
+                continue;
+            };
+            if let Some(name) = inside.trim().strip_suffix(".DATA")
+                && !name.is_empty()
+                && !keys.contains(&name)
+            {
+                keys.push(name);
+            }
+        }
+        keys
+    }
+
+    /// The content's lines, each with the fields it shows, and filled by `value(name)`.
+    pub fn fill(&self, value: impl Fn(&str) -> String) -> Vec<(Vec<&str>, String)> {
+        let Some(content) = &self.content else {
+            return Vec::new();
+        };
+        content
+            .lines()
+            .map(|line| {
+                let mut out = String::new();
+                let mut names = Vec::new();
+                let mut rest = line;
+                while let Some(i) = rest.find("{{") {
+                    out.push_str(&rest[..i]);
+                    let after = &rest[i + 2..];
+                    match after.split_once("}}") {
+                        Some((inside, tail)) if inside.trim().ends_with(".DATA") => {
+                            let name = inside.trim().trim_end_matches(".DATA");
+                            out.push_str(&value(name));
+                            names.push(name);
+                            rest = tail;
+                        }
+                        _ => {
+                            out.push_str("{{");
+                            rest = after;
+                        }
+                    }
+                }
+                out.push_str(rest);
+                (names, out)
+            })
+            .collect()
+    }
+}
+
 /// The jump target of an Official Account message into a Mini Program.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,6 +209,8 @@ pub struct Campaign {
     pub recipients: PathBuf,
     pub vars: BTreeMap<String, serde_json::Value>,
     pub data: IndexMap<String, FieldSpec>,
+    /// The template as WeChat shows it, when the template file says (`title`, `content`).
+    pub shape: Option<Shape>,
     pub rate: u32,
     pub concurrency: usize,
     pub error_threshold: f64,
@@ -243,6 +308,8 @@ const CAMPAIGN_KEYS: &[&str] = &[
     "emphasis_keyword",
     "miniprogram_state",
     "lang",
+    "title",
+    "content",
     "recipients",
     "vars",
     "data",
@@ -269,6 +336,8 @@ struct RawCampaign {
     emphasis_keyword: Option<String>,
     miniprogram_state: Option<String>,
     lang: Option<String>,
+    title: Option<String>,
+    content: Option<String>,
     recipients: Option<String>,
     vars: Option<BTreeMap<String, serde_json::Value>>,
     data: Option<IndexMap<String, RawField>>,
@@ -287,6 +356,8 @@ const TEMPLATE_KEYS: &[&str] = &[
     "miniprogram",
     "page",
     "emphasis_keyword",
+    "title",
+    "content",
     "data",
 ];
 
@@ -301,6 +372,10 @@ struct RawTemplate {
     miniprogram: Option<MiniprogramSpec>,
     page: Option<String>,
     emphasis_keyword: Option<String>,
+    /// The template as registered in the WeChat backend: its title…
+    title: Option<String>,
+    /// …and its content, with `{{keyword1.DATA}}` placeholders.
+    content: Option<String>,
     data: Option<IndexMap<String, RawField>>,
 }
 
@@ -771,6 +846,19 @@ impl Validator<'_> {
         if data.is_empty() && kind != Kind::MiniTemplate {
             return Err(self.err("data", "missing: a message needs at least one data field"));
         }
+        // The campaign's own `title`/`content` win over its template file's.
+        let content_file = match (&raw.content, &in_template) {
+            (None, Some(t)) if tpl.content.is_some() => t,
+            _ => self,
+        };
+        let title = raw.title.or(tpl.title);
+        let content = raw.content.or(tpl.content);
+        let shape = (title.is_some() || content.is_some()).then_some(Shape { title, content });
+        if let Some(shape) = &shape
+            && shape.content.is_some()
+        {
+            self.fits(content_file, in_template.as_ref(), shape, &data)?;
+        }
 
         let vars = raw.vars.unwrap_or_default();
         for (key, value) in &vars {
@@ -820,10 +908,60 @@ impl Validator<'_> {
             recipients,
             vars,
             data,
+            shape,
             rate,
             concurrency,
             error_threshold,
         })
+    }
+
+    /// The campaign fills exactly the fields of the template's `content`: an extra key (a
+    /// typo such as `thign2`) or a missing one is an error naming it.
+    fn fits(
+        &self,
+        content_file: &Validator<'_>,
+        template: Option<&Validator<'_>>,
+        shape: &Shape,
+        data: &IndexMap<String, FieldSpec>,
+    ) -> Result<(), Error> {
+        let keys = shape.keys();
+        if keys.is_empty() {
+            return Err(content_file.err(
+                "content",
+                "has no `{{name.DATA}}` placeholder: copy it from the WeChat backend (or \
+                 `wxpush templates pull`)",
+            ));
+        }
+        let title = shape
+            .title
+            .as_deref()
+            .map(|t| format!(" `{t}`"))
+            .unwrap_or_default();
+        for (key, spec) in data {
+            if !keys.contains(&key.as_str()) {
+                let file = template.filter(|_| spec.from.is_some()).unwrap_or(self);
+                let hint = nearest(key, &keys)
+                    .map(|n| format!(" (did you mean `{n}`?)"))
+                    .unwrap_or_default();
+                return Err(file.err(
+                    &format!("data.{key}"),
+                    format!(
+                        "is not a field of the template{title}{hint}; its fields: {}",
+                        keys.join(", ")
+                    ),
+                ));
+            }
+        }
+        if let Some(missing) = keys.iter().find(|k| !data.contains_key(**k)) {
+            return Err(self.err(
+                "data",
+                format!(
+                    "the template{title} has a field `{missing}` that the campaign does not \
+                     fill: add `{missing}:` under `data:`"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn field(&self, key: &str, field: RawField) -> Result<FieldSpec, Error> {
@@ -991,6 +1129,52 @@ mod tests {
         let m = e.to_string();
         assert!(m.contains(":3:"), "{m}");
         assert!(m.contains("did you mean `template_id`"), "{m}");
+    }
+
+    /// Issue 13 §1: a template file with WeChat's `content` makes `check` hold the campaign
+    /// to exactly its fields.
+    #[test]
+    fn a_template_s_content_fixes_the_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("templates")).unwrap();
+        std::fs::write(
+            dir.path().join("templates/t.yaml"),
+            "title: 上课提醒\ncontent: \"课程：{{thing1.DATA}}\\n时间：{{ time2.DATA }}\"\n",
+        )
+        .unwrap();
+        let load_with = |data: &str| {
+            let path = dir.path().join("c.yaml");
+            let yaml = format!(
+                "template: t\ntarget: mini\nappid: wx0123456789abcdef\ntemplate_id: T\n\
+                 recipients: r.csv\ndata:\n{data}"
+            );
+            std::fs::write(&path, yaml).unwrap();
+            load(&path).map_err(|e| e.to_string())
+        };
+        let ok = load_with("  thing1: a\n  time2: \"15:01\"\n").unwrap();
+        let shape = ok.shape.unwrap();
+        assert_eq!(shape.keys(), ["thing1", "time2"]);
+        let filled = shape.fill(|k| format!("<{k}>"));
+        assert_eq!(
+            filled,
+            [
+                (vec!["thing1"], "课程：<thing1>".to_owned()),
+                (vec!["time2"], "时间：<time2>".to_owned())
+            ]
+        );
+        let e = load_with("  thing1: a\n  time2: \"15:01\"\n  thign3: x\n").unwrap_err();
+        assert!(
+            e.contains(":9: `data.thign3`: is not a field of the template `上课提醒`")
+                && e.contains("its fields: thing1, time2"),
+            "{e}"
+        );
+        let e = load_with("  thign1: a\n  time2: \"15:01\"\n").unwrap_err();
+        assert!(e.contains("did you mean `thing1`?"), "{e}");
+        let e = load_with("  thing1: a\n").unwrap_err();
+        assert!(
+            e.contains("has a field `time2` that the campaign does not fill"),
+            "{e}"
+        );
     }
 
     #[test]

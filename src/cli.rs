@@ -26,6 +26,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a commented example campaign, its recipients CSV and its template, to start from.
+    Init {
+        /// The campaign's name: writes NAME.yaml, NAME.csv and templates/NAME.yaml here.
+        name: String,
+        /// Official Account template messages, or mini program subscribe messages.
+        #[arg(long, value_enum, default_value = "official")]
+        target: InitTarget,
+    },
     /// Validate the campaign and every recipient row; send nothing.
     Check {
         /// The campaign YAML file.
@@ -38,11 +46,24 @@ pub enum Command {
         /// How many messages to show.
         #[arg(long, default_value_t = 3)]
         limit: u64,
+        /// Show the recipient of this data row (1 = the row after the header).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        row: Option<u64>,
+        /// Show the recipient with this openid.
+        #[arg(long, value_name = "ID")]
+        openid: Option<String>,
     },
     /// Send the campaign (or resume it), writing a per-recipient report.
     Send(SendArgs),
     /// Run the WeChat API emulator on 127.0.0.1.
     Sandbox(SandboxArgs),
+}
+
+/// What `init` writes an example of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InitTarget {
+    Official,
+    Mini,
 }
 
 #[derive(Debug, Args)]
@@ -156,10 +177,26 @@ impl Cli {
     /// checks the API base. Changes nothing on disk.
     pub fn lower(self) -> Result<Plan, Error> {
         Ok(match self.command {
+            Command::Init { name, target } => {
+                if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+                    return Err(Error::Usage(format!(
+                        "`{name}` is not a plain name usable as a file name"
+                    )));
+                }
+                Plan::Init {
+                    name,
+                    mini: target == InitTarget::Mini,
+                }
+            }
             Command::Check { campaign } => Plan::Check(campaign::load(&campaign)?),
-            Command::Preview { campaign, limit } => Plan::Preview {
-                campaign: campaign::load(&campaign)?,
+            Command::Preview {
+                campaign,
                 limit,
+                row,
+                openid,
+            } => Plan::Preview {
+                campaign: campaign::load(&campaign)?,
+                pick: crate::plan::Pick { limit, row, openid },
             },
             Command::Send(args) => Plan::Send(Box::new(args.lower()?)),
             Command::Sandbox(args) => args.lower()?,

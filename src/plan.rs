@@ -23,10 +23,32 @@ pub const API_BASE_ENV: &str = "WXPUSH_API_BASE";
 /// One run of wxpush.
 #[derive(Debug)]
 pub enum Plan {
+    /// Write an example campaign `name` (a mini program one if `mini`).
+    Init {
+        name: String,
+        mini: bool,
+    },
     Check(Campaign),
-    Preview { campaign: Campaign, limit: u64 },
+    Preview {
+        campaign: Campaign,
+        pick: Pick,
+    },
     Send(Box<SendPlan>),
-    Sandbox { addr: SocketAddr, knobs: Knobs },
+    Sandbox {
+        addr: SocketAddr,
+        knobs: Knobs,
+    },
+}
+
+/// Which messages `preview` shows.
+#[derive(Debug, Clone, Default)]
+pub struct Pick {
+    /// At most this many.
+    pub limit: u64,
+    /// Only the recipient of this data row (1 = the row after the header).
+    pub row: Option<u64>,
+    /// Only this openid.
+    pub openid: Option<String>,
 }
 
 /// Where a send goes.

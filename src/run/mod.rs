@@ -7,6 +7,7 @@
 //! - `pipeline`: where the producer, the dispatcher and the report writer meet.
 //! - `interact`: what the user reads and answers: the confirmation, Ctrl-C, announcements,
 //!   refusals, aborts and the advice (each an exact command from the plan).
+//! - `init`: `wxpush init`, an example campaign to start from.
 //! - `sandbox`: `wxpush sandbox`.
 
 /// `println!` that a closed pipe (`wxpush preview … | head`) cannot turn into a panic: the
@@ -27,6 +28,7 @@ macro_rules! say_raw {
 }
 
 mod check;
+mod init;
 mod interact;
 mod pipeline;
 mod sandbox;
@@ -38,7 +40,8 @@ use crate::plan::Plan;
 pub async fn run(plan: Plan) -> Result<(), Error> {
     match plan {
         Plan::Check(c) => check::check(&c),
-        Plan::Preview { campaign, limit } => check::preview(&campaign, limit),
+        Plan::Init { name, mini } => init::init(&name, mini),
+        Plan::Preview { campaign, pick } => check::preview(&campaign, &pick),
         Plan::Send(p) => send::send(&p).await,
         Plan::Sandbox { addr, knobs } => sandbox::serve(addr, knobs).await,
     }

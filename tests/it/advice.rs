@@ -1,9 +1,6 @@
 //! Exactly once in everyday use: declining, refusing, two terminals, and every piece of
 //! advice wxpush prints, run verbatim. Each test counts deliveries per openid at the sandbox.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use crate::support::*;
 
 const REPORT: &str = "reports/gen.sandbox.csv";
@@ -20,61 +17,6 @@ fn sent(n: usize, extra_yaml: &str) -> (Workdir, Sandbox) {
     generated(&w, n, &format!("rate: 1000\n{extra_yaml}"));
     w.send(&sb, &[]).expect(0);
     (w, sb)
-}
-
-/// `wxpush ARGS` on a terminal (`script` gives it one) against `base`, stopped at its
-/// confirmation question.
-struct Prompted {
-    child: std::process::Child,
-    seen: Vec<u8>,
-}
-
-impl Prompted {
-    fn start(w: &Workdir, base: &str, args: &[&str]) -> Prompted {
-        let mut line = vec![env!("CARGO_BIN_EXE_wxpush")];
-        line.extend_from_slice(args);
-        let child = Command::new("script")
-            .args(["-qec", &shell_words::join(line), "/dev/null"])
-            .current_dir(w.path(""))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("WXPUSH_API_BASE", base)
-            .env("WXPUSH_SECRET", SANDBOX_SECRET)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("script runs");
-        let mut p = Prompted {
-            child,
-            seen: Vec::new(),
-        };
-        p.read_until("[y/N]");
-        p
-    }
-
-    fn read_until(&mut self, needle: &str) {
-        use std::io::Read;
-        let out = self.child.stdout.as_mut().unwrap();
-        let mut buf = [0u8; 256];
-        while !String::from_utf8_lossy(&self.seen).contains(needle) {
-            match out.read(&mut buf) {
-                Ok(0) | Err(_) => {
-                    panic!("no {needle:?} in {}", String::from_utf8_lossy(&self.seen))
-                }
-                Ok(n) => self.seen.extend_from_slice(&buf[..n]),
-            }
-        }
-    }
-
-    /// Answers the question; returns the exit code and everything the terminal showed.
-    fn answer(mut self, answer: &str) -> (i32, String) {
-        let mut stdin = self.child.stdin.take().unwrap();
-        stdin.write_all(answer.as_bytes()).unwrap();
-        let out = self.child.wait_with_output().unwrap();
-        self.seen.extend_from_slice(&out.stdout);
-        let shown = String::from_utf8_lossy(&self.seen).into_owned();
-        (out.status.code().unwrap_or(-1), shown)
-    }
 }
 
 #[test]

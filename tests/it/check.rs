@@ -350,17 +350,25 @@ fn a_closed_pipe_ends_the_output_quietly() {
 #[test]
 fn warnings_and_errors_name_the_template_file() {
     let w = Workdir::with_examples();
-    let warning = "WeChat no longer displays `first` (from templates/vocab-reminder.yaml:7) \
-                   and `remark` (from templates/vocab-reminder.yaml:5)";
+    let tpl = w.read("templates/vocab-reminder.yaml");
+    // The line of `key:` under `data:` (the content's placeholders come before it).
+    let line = |key: &str| {
+        let needle = format!("  {key}: ");
+        tpl.lines().position(|l| l.starts_with(&needle)).unwrap() + 1
+    };
+    let warning = format!(
+        "WeChat no longer displays `first` (from templates/vocab-reminder.yaml:{}) and \
+         `remark` (from templates/vocab-reminder.yaml:{})",
+        line("first"),
+        line("remark")
+    );
     for args in [
         &["check", "campaigns/vocab-reminder-mini.yaml"][..],
         &["preview", "campaigns/vocab-reminder-mini.yaml"],
         &["send", "campaigns/vocab-reminder-mini.yaml", "--dry-run"],
     ] {
-        w.cmd(args).run().expect(0).stderr_has(warning);
+        w.cmd(args).run().expect(0).stderr_has(&warning);
     }
-    let tpl = w.read("templates/vocab-reminder.yaml");
-    let line = |key: &str| tpl.lines().position(|l| l.contains(key)).unwrap() + 1;
     // A row that does not render a template file's field: the row, and where the field is.
     w.write(
         "templates/vocab-reminder.yaml",
@@ -378,12 +386,12 @@ fn warnings_and_errors_name_the_template_file() {
         "templates/vocab-reminder.yaml",
         tpl.replace("keyword2: \"{{ task }}\"", "keyword2: 12.50"),
     );
-    let line = tpl.lines().position(|l| l.contains("keyword2")).unwrap() + 1;
     w.cmd(&["check", "campaigns/vocab-reminder-mini.yaml"])
         .run()
         .expect(2)
         .stderr_has(&format!(
-            "templates/vocab-reminder.yaml:{line}: `data.keyword2`"
+            "templates/vocab-reminder.yaml:{}: `data.keyword2`",
+            line("keyword2")
         ))
         .stderr_has("quote it");
 }

@@ -8,5 +8,6 @@ mod check;
 mod layout;
 mod resume;
 mod sandbox;
+mod scaffold;
 mod send;
 mod snapshots;

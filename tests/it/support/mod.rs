@@ -539,6 +539,70 @@ pub const SNAPSHOT_FILTERS: &[(&str, &str)] = &[
 /// so whether such a run shows one is not pinned.
 pub const RANDOM_DURATION: &[(&str, &str)] = &[(r"(?m)^progress: .*\n", "")];
 
+/// `wxpush ARGS` on a terminal (`script` gives it one) against `base`, stopped at its
+/// confirmation question.
+pub struct Prompted {
+    child: std::process::Child,
+    seen: Vec<u8>,
+}
+
+impl Prompted {
+    pub fn start(w: &Workdir, base: &str, args: &[&str]) -> Prompted {
+        Prompted::start_with(
+            w,
+            &[("WXPUSH_API_BASE", base), ("WXPUSH_SECRET", SANDBOX_SECRET)],
+            args,
+        )
+    }
+
+    /// `wxpush ARGS` on a terminal with only `env` (and PATH) in its environment.
+    pub fn start_with(w: &Workdir, env: &[(&str, &str)], args: &[&str]) -> Prompted {
+        let mut line = vec![env!("CARGO_BIN_EXE_wxpush")];
+        line.extend_from_slice(args);
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &shell_words::join(line), "/dev/null"])
+            .current_dir(w.path(""))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("script runs");
+        let mut p = Prompted {
+            child,
+            seen: Vec::new(),
+        };
+        p.read_until("[y/N]");
+        p
+    }
+
+    fn read_until(&mut self, needle: &str) {
+        use std::io::Read;
+        let out = self.child.stdout.as_mut().unwrap();
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(&self.seen).contains(needle) {
+            match out.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    panic!("no {needle:?} in {}", String::from_utf8_lossy(&self.seen))
+                }
+                Ok(n) => self.seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    /// Answers the question; returns the exit code and everything the terminal showed.
+    pub fn answer(mut self, answer: &str) -> (i32, String) {
+        let mut stdin = self.child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, answer.as_bytes()).unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        self.seen.extend_from_slice(&out.stdout);
+        let shown = String::from_utf8_lossy(&self.seen).into_owned();
+        (out.status.code().unwrap_or(-1), shown)
+    }
+}
+
 /// Snapshots a [`Run`]'s exit code, stdout and stderr, with [`SNAPSHOT_FILTERS`].
 #[macro_export]
 macro_rules! wx_snapshot {

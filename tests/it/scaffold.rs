@@ -1,0 +1,98 @@
+//! `wxpush init` and `preview`: what a marketer starts from and looks at (issue 13).
+
+use crate::support::*;
+use crate::wx_snapshot;
+
+/// `init` writes three files that pass `check`; its printed next steps run as printed (the
+/// send on a terminal, answered yes) and deliver each sample recipient once, in the
+/// in-process sandbox. A second `init` of the name writes nothing.
+#[test]
+fn init_writes_a_campaign_whose_printed_steps_work() {
+    for target in ["official", "mini"] {
+        let w = Workdir::new();
+        let run = w
+            .cmd(&["init", "notice", "--target", target])
+            .run()
+            .expect(0);
+        let steps: Vec<&str> = run
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("wxpush "))
+            .collect();
+        assert_eq!(steps.len(), 3, "{}", run.stdout);
+        w.run_advice_without_secret(steps[0])
+            .expect(0)
+            .stdout_has("3 rows: 3 recipients");
+        w.run_advice_without_secret(steps[1])
+            .expect(0)
+            .stdout_has("【");
+        let send: Vec<String> = shell_words::split(steps[2]).unwrap();
+        assert_eq!(send[..2], ["wxpush", "send"]);
+        let args: Vec<&str> = send[1..].iter().map(String::as_str).collect();
+        let (code, shown) = Prompted::start_with(&w, &[], &args).answer("y\n");
+        assert_eq!(code, 0, "{shown}");
+        let rows = w.report("reports/notice.sandbox.csv");
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert!(rows.iter().all(|r| r["status"] == "sent"), "{rows:?}");
+
+        let before = w.read("notice.yaml");
+        w.cmd(&["init", "notice"])
+            .run()
+            .expect(2)
+            .stderr_has("notice.yaml exists: nothing was written");
+        assert_eq!(w.read("notice.yaml"), before);
+    }
+}
+
+/// Cards when the template's content is known, for a chosen row or openid; a row that does
+/// not render is shown with its error and the preview goes on.
+#[test]
+fn preview_shows_cards_picks_rows_and_shows_invalid_ones() {
+    let w = Workdir::with_examples();
+    wx_snapshot!(
+        "preview_card",
+        w.cmd(&[
+            "preview",
+            "campaigns/vocab-reminder-mini.yaml",
+            "--limit",
+            "1"
+        ])
+        .run()
+        .expect(0)
+    );
+    w.cmd(&[
+        "preview",
+        "campaigns/class-subscribe.yaml",
+        "--openid",
+        "ogYQ75G33BMpuKOjKjIIOiFP7cF5",
+    ])
+    .run()
+    .expect(0)
+    .stdout_has("row 2 · ogYQ75G33BMpuKOjKjIIOiFP7cF5")
+    .stdout_has("课程名称:雅思学习第三课时");
+    w.cmd(&["preview", "campaigns/class-subscribe.yaml", "--row", "9"])
+        .run()
+        .expect(2)
+        .stderr_has("no row 9 (the last data row is 3)");
+    let csv = w.read("campaigns/class-subscribe.csv");
+    w.write(
+        "campaigns/class-subscribe.csv",
+        csv.replacen("2019年5月18日 13:00", "明天", 1),
+    );
+    let run = w
+        .cmd(&["preview", "campaigns/class-subscribe.yaml"])
+        .run()
+        .expect(0);
+    assert!(run.stdout.contains("✗ not sendable"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("温馨提示:小雨同学,别迟到哦"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("1 message shown cannot be sent"),
+        "{}",
+        run.stdout
+    );
+}
