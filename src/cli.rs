@@ -110,6 +110,16 @@ pub struct SendArgs {
     /// Resume although the recipients file changed (openids with a row are still skipped).
     #[arg(long, conflicts_with_all = ["dry_run", "restart"])]
     pub resume_changed: bool,
+    /// A test send: only to these openids (comma-separated), with their own row's values, or
+    /// the first row's; written to its own report (NAME.test.csv), the campaign untouched.
+    #[arg(
+        long,
+        value_name = "OPENID,...",
+        value_delimiter = ',',
+        num_args = 1..,
+        conflicts_with_all = ["dry_run", "restart", "resend_unknown", "retry_failed", "resume_changed", "wait", "limit"]
+    )]
+    pub to: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -219,10 +229,19 @@ impl SendArgs {
             Api::Remote { base, .. } if !wechat::is_loopback(base) => RunKind::WeChat,
             Api::InProcess | Api::Remote { .. } => RunKind::Sandbox,
         };
+        let to: Vec<String> = self
+            .to
+            .iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if !self.to.is_empty() && to.is_empty() {
+            return Err(Error::Usage("--to names no openid".into()));
+        }
         let report = self
             .report
             .clone()
-            .unwrap_or_else(|| default_report(&c, run_kind));
+            .unwrap_or_else(|| default_report(&c, run_kind, !to.is_empty()));
         Ok(SendPlan {
             rate: self.rate.unwrap_or(c.rate),
             concurrency: self.concurrency.map_or(c.concurrency, |n| n as usize),
@@ -237,6 +256,7 @@ impl SendArgs {
             limit: self.limit,
             yes: self.yes,
             wait: self.wait,
+            to,
             resume: resume::Options {
                 restart: self.restart,
                 resend_unknown: self.resend_unknown,

@@ -90,20 +90,25 @@ pub struct SendPlan {
     pub yes: bool,
     /// `--wait`: wait for another run of the report to end instead of refusing.
     pub wait: bool,
+    /// `--to`: a test send to these openids only (empty: the campaign).
+    pub to: Vec<String>,
     pub resume: resume::Options,
 }
 
 /// The default report path: `reports/<name>.csv` beside the campaign file for a send to
 /// WeChat, `<name>.sandbox.csv` for a send to a sandbox and `<name>.dry-run.csv` for a dry
-/// run, so neither ever looks like progress a real send would resume.
-pub fn default_report(c: &Campaign, kind: RunKind) -> PathBuf {
+/// run, so neither ever looks like progress a real send would resume; a test send (`--to`)
+/// writes `<name>.test.csv` (`<name>.test.sandbox.csv`).
+pub fn default_report(c: &Campaign, kind: RunKind, test: bool) -> PathBuf {
     let dir = c.path.parent().unwrap_or(Path::new("."));
     let suffix = match kind {
         RunKind::WeChat => "",
         RunKind::Sandbox => ".sandbox",
         RunKind::DryRun => ".dry-run",
     };
-    dir.join("reports").join(format!("{}{suffix}.csv", c.name))
+    let test = if test { ".test" } else { "" };
+    dir.join("reports")
+        .join(format!("{}{test}{suffix}.csv", c.name))
 }
 
 /// A flag that advice adds to the run's own command.
@@ -124,6 +129,8 @@ pub enum Then {
     RetryFailed,
     /// This run's own default report: `--report` left out.
     OwnReport,
+    /// After a test send (`--to`): the campaign itself, to everyone.
+    WholeCampaign,
 }
 
 impl SendPlan {
@@ -135,7 +142,15 @@ impl SendPlan {
     pub fn command(&self, then: Then, limit: Option<u64>) -> String {
         let mut words: Vec<OsString> = vec!["wxpush".into(), "send".into()];
         words.push(self.campaign_arg.clone().into());
-        if let Some(r) = self.report_arg.as_ref().filter(|_| then != Then::OwnReport) {
+        // A test send's advice stays a test send: only `WholeCampaign` drops `--to`.
+        if !self.to.is_empty() && then != Then::WholeCampaign {
+            words.extend(["--to".into(), self.to.join(",").into()]);
+        }
+        let report_arg = self
+            .report_arg
+            .as_ref()
+            .filter(|_| then != Then::WholeCampaign);
+        if let Some(r) = report_arg.filter(|_| then != Then::OwnReport) {
             words.extend(["--report".into(), r.clone().into()]);
         }
         if matches!(self.api, Api::InProcess) {
@@ -165,7 +180,11 @@ impl SendPlan {
             words.push("--retry-failed".into());
         }
         match then {
-            Then::Resume | Then::Again | Then::ResumeChanged | Then::OwnReport => {}
+            Then::Resume
+            | Then::Again
+            | Then::ResumeChanged
+            | Then::OwnReport
+            | Then::WholeCampaign => {}
             Then::Restart => words.push("--restart".into()),
             Then::ResendUnknown => words.push("--resend-unknown".into()),
             Then::RetryFailed => words.push("--retry-failed".into()),

@@ -143,7 +143,7 @@ pub(super) fn limit_reached(plan: &SendPlan, left: u64, used: u64) -> String {
 pub(super) fn refused(plan: &SendPlan, why: Refusal) -> Error {
     let mut advice = String::new();
     for remedy in why.remedies() {
-        let own = crate::plan::default_report(&plan.campaign, plan.run_kind);
+        let own = crate::plan::default_report(&plan.campaign, plan.run_kind, false);
         if *remedy == Remedy::OwnReport && (plan.report_arg.is_none() || own == plan.report) {
             continue;
         }

@@ -4,6 +4,7 @@
 //!   `send` shares with them.
 //! - `send`: `send` and `send --dry-run`: decide, validate, confirm, authenticate, act,
 //!   send, summarise.
+//! - `test_send`: `send --to`, the campaign's message to a few chosen openids.
 //! - `pipeline`: where the producer, the dispatcher and the report writer meet.
 //! - `interact`: what the user reads and answers: the confirmation, Ctrl-C, announcements,
 //!   refusals, aborts and the advice (each an exact command from the plan).
@@ -33,6 +34,7 @@ mod interact;
 mod pipeline;
 mod sandbox;
 mod send;
+mod test_send;
 
 use crate::Error;
 use crate::plan::Plan;

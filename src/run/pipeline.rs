@@ -76,6 +76,36 @@ pub(super) async fn send<T: Transport>(
     Ok((tally, produced))
 }
 
+/// Sends the given `messages` (a test send: no rows read, no journal), writing outcomes
+/// through `writer`.
+pub(super) async fn send_these<T: Transport>(
+    messages: Vec<Outgoing>,
+    writer: report::Writer,
+    via: Sending<T>,
+) -> Result<Tally, Error> {
+    let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
+    let (out_tx, out_rx) = mpsc::channel(OUTCOME_QUEUE);
+    let total = messages.len() as u64;
+    let writer = spawn_writer(writer, out_rx, total, via.stop.clone(), via.recorded);
+    let feed = tokio::spawn(async move {
+        for m in messages {
+            if input_tx.send(m).await.is_err() {
+                break;
+            }
+        }
+    });
+    let deps = dispatch::Deps {
+        client: via.client,
+        tokens: via.tokens,
+        ledger: via.ledger,
+        outcomes: out_tx,
+        stop: via.stop,
+    };
+    dispatch::run(input_rx, via.settings, deps).await;
+    let _ = feed.await;
+    join(writer).await
+}
+
 /// Renders every row of `c` into the report as a `dry_run` row with its payload.
 pub(super) async fn dry_run(
     c: &Campaign,

@@ -30,6 +30,9 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
     if matches!(plan.api, Api::None) {
         return dry_run(plan).await;
     }
+    if !plan.to.is_empty() {
+        return super::test_send::test_send(plan).await;
+    }
     check::warn(&plan.campaign);
     // One run per report: held from before the report is read until the run ends (a fresh
     // start has no journal to lock yet: `apply` claims the one it creates).
@@ -109,7 +112,10 @@ fn decide(plan: &SendPlan, lock: Option<&Lock>) -> Result<Start, Error> {
 
 /// The client and a token: a wrong AppSecret stops here, with nothing sent and nothing on
 /// disk touched.
-async fn authenticate(plan: &SendPlan, target: &Target) -> Result<(Client, Arc<Tokens>), Error> {
+pub(super) async fn authenticate(
+    plan: &SendPlan,
+    target: &Target,
+) -> Result<(Client, Arc<Tokens>), Error> {
     let c = &plan.campaign;
     let client = Client::new(&target.base).map_err(Error::Aborted)?;
     let tokens = Arc::new(Tokens::new(
@@ -246,14 +252,14 @@ fn nothing_left(
 }
 
 /// Where the run sends, and with which secret.
-struct Target {
-    base: String,
+pub(super) struct Target {
+    pub base: String,
     secret: Secret,
-    sandbox: Option<Sandbox>,
+    pub sandbox: Option<Sandbox>,
 }
 
 /// Connects the run to its API base, or starts the in-process sandbox.
-async fn connect(plan: &SendPlan) -> Result<Target, Error> {
+pub(super) async fn connect(plan: &SendPlan) -> Result<Target, Error> {
     match &plan.api {
         Api::Remote { base, secret, .. } => Ok(Target {
             base: base.clone(),

@@ -96,3 +96,41 @@ fn preview_shows_cards_picks_rows_and_shows_invalid_ones() {
         run.stdout
     );
 }
+
+/// Issue 13 §4: `--to` sends the campaign's message to chosen openids only (their own row's
+/// values, or the first row's), into its own report; the campaign is untouched, and the
+/// printed command for the campaign itself then sends everyone once, with no `--restart`.
+#[test]
+fn a_test_send_goes_to_the_chosen_openids_only_and_leaves_the_campaign_alone() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    generated(&w, 3, "rate: 1000\ntarget: mini\n");
+    // Without a terminal: refused, and the advice is still a test send.
+    w.cmd(&["send", "c.yaml", "--to", "o_me"])
+        .against(&sb)
+        .run()
+        .expect(2)
+        .stderr_has("wxpush send c.yaml --to o_me --yes");
+    let run = w
+        .cmd(&["send", "c.yaml", "--to", "o_me,o_test_00002", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(0)
+        .stdout_has("(1 with the values of row 1, the first)");
+    let me = sb.accepted_bodies("o_me");
+    assert_eq!(me.len(), 1);
+    assert_eq!(me[0]["data"]["thing1"]["value"], "用户1你好");
+    let two = sb.accepted_bodies("o_test_00002");
+    assert_eq!(two[0]["data"]["thing1"]["value"], "用户2你好");
+    assert_eq!(sb.stats().accepted, 2);
+    let tests = w.report("reports/gen.test.sandbox.csv");
+    assert_eq!(tests.len(), 2, "{tests:?}");
+    assert!(!w.path("reports/gen.sandbox.csv").exists());
+    // The campaign itself, as printed: everyone once (o_test_00002 has had a test too).
+    let campaign = run.expect_advice("to send the campaign itself: ");
+    assert!(!campaign.contains("--to"), "{campaign}");
+    w.run_advice(&campaign).expect(0);
+    assert_eq!(w.report("reports/gen.sandbox.csv").len(), 3);
+    assert_eq!(sb.accepted_bodies("o_test_00002").len(), 2);
+    assert_eq!(sb.stats().accepted, 5);
+}

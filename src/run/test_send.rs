@@ -1,0 +1,130 @@
+//! `send --to OPENID,…`: the campaign's message to a few chosen openids, to see it on your
+//! own phone before the real send. Each openid gets its own CSV row's values when it has
+//! one, else the first row's. It writes its own report (`NAME.test.csv`), keeps no journal
+//! and never touches the campaign's report: the real send afterwards needs no `--restart`.
+//! Every test send sends again (with a `client_msg_id` of its own), since that is what a
+//! test is for.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::check;
+use super::interact::{self, Done};
+use super::pipeline::{self, Sending};
+use super::send::{authenticate, connect};
+use crate::Error;
+use crate::dispatch::{Ledger, Settings, Stop};
+use crate::plan::{SendPlan, Then};
+use crate::progress::{self, Facts, counted};
+use crate::recipients::{Recipient, Row};
+use crate::report;
+
+/// A test send records nothing before its requests leave: it has no journal to resume.
+struct Unjournaled;
+
+impl Ledger for Unjournaled {
+    fn started(&self, _: &str, _: u64) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn released(&self, _: &str, _: u64) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub(super) async fn test_send(plan: &SendPlan) -> Result<(), Error> {
+    let c = &plan.campaign;
+    check::warn(c);
+    let (mut rows, renderer) = check::open(c)?;
+    // The openids' own rows, and the first row for those without one.
+    let mut own: Vec<Option<Recipient>> = plan.to.iter().map(|_| None).collect();
+    let mut first = None;
+    while let Some(row) = rows.next_row() {
+        let Row::New(r) = row? else { continue };
+        if let Some(i) = plan.to.iter().position(|o| *o == r.openid) {
+            own[i].get_or_insert_with(|| r.clone());
+        }
+        if first.is_none() {
+            first = Some(r);
+        }
+        if own.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    let Some(first) = first else {
+        return Err(Error::Usage(format!(
+            "{}: no recipients, so no values to test with",
+            c.recipients.display()
+        )));
+    };
+    // A `client_msg_id` of its own, so that a second test within WeChat's 10 minutes arrives.
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros();
+    let renderer = renderer.with_run_id(&format!("test-{stamp:x}"));
+    let mut messages = Vec::new();
+    let mut borrowed = 0;
+    for (openid, r) in plan.to.iter().zip(own) {
+        let r = r.unwrap_or_else(|| {
+            borrowed += 1;
+            Recipient {
+                openid: openid.clone(),
+                ..first.clone()
+            }
+        });
+        messages.push(renderer.render(&r)?);
+    }
+    say!(
+        "test send of `{}`: {} to {}{}; the campaign's report is not touched",
+        c.name,
+        counted(messages.len() as u64, "message"),
+        plan.to.join(", "),
+        match borrowed {
+            0 => String::new(),
+            n => format!(" ({n} with the values of row {}, the first)", first.row),
+        }
+    );
+    let target = connect(plan).await?;
+    interact::confirm(plan, messages.len() as u64, &target.base)?;
+    let (client, tokens) = authenticate(plan, &target).await?;
+    let writer = match plan.report.exists() {
+        true => report::Writer::append(&plan.report),
+        false => report::Writer::create(&plan.report, false),
+    }
+    .map_err(|e| Error::Aborted(e.to_string()))?;
+    let stop = Arc::new(Stop::default());
+    let started = Instant::now();
+    let via = Sending {
+        client,
+        tokens,
+        ledger: Arc::new(Unjournaled),
+        settings: Settings {
+            rate: plan.rate,
+            concurrency: plan.concurrency,
+            error_threshold: c.error_threshold,
+        },
+        stop: stop.clone(),
+        recorded: Arc::new(AtomicU64::new(0)),
+    };
+    let tally = pipeline::send_these(messages, writer, via).await?;
+    if let Some(sb) = target.sandbox {
+        sb.shutdown().await;
+    }
+    let facts = Facts {
+        title: format!("{}: test send → {}", c.name, target.base),
+        started,
+        sending: true,
+        rate_limit: plan.rate,
+        report: &plan.report,
+    };
+    say_raw!("{}", progress::summary(&tally, &facts));
+    if let Some(reason) = stop.reason() {
+        return Err(interact::aborted(plan, &reason, Done::Tally(&tally)));
+    }
+    say!(
+        "  to send the campaign itself: {}",
+        plan.command(Then::WholeCampaign, None)
+    );
+    Ok(())
+}
