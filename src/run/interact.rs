@@ -12,7 +12,7 @@ use crate::Error;
 use crate::dispatch::{Stop, StopReason};
 use crate::outcome::Status;
 use crate::plan::{SendPlan, Then, next_limit};
-use crate::progress::thousands;
+use crate::progress::{counted, thousands};
 use crate::report::Tally;
 use crate::resume::{Refusal, Remedy, Start};
 use crate::wechat::errcode;
@@ -270,15 +270,49 @@ pub(super) fn held_elsewhere(plan: &SendPlan, e: &crate::journal::Error) -> Erro
 }
 
 /// Asks before sending `n` messages via `base`, unless `--yes`.
-pub(super) fn confirm(plan: &SendPlan, n: u64, base: &str) -> Result<(), Error> {
+/// What the confirmation states about the recipients.
+pub(super) struct Counts {
+    /// Messages this run sends.
+    pub to_send: u64,
+    /// Recipients an earlier run of the report already has a row for.
+    pub done: u64,
+    /// Repeated openids, sent once.
+    pub repeats: u64,
+}
+
+pub(super) fn confirm(plan: &SendPlan, counts: &Counts, base: &str) -> Result<(), Error> {
     let c = &plan.campaign;
-    let question = format!(
-        "Send {} {} (template {}) via {base} at {}/s?",
-        thousands(n),
-        describe_kind(c.kind),
-        c.template_id,
-        plan.rate
-    );
+    let title = match c.shape.as_ref().and_then(|s| s.title.as_deref()) {
+        Some(t) => format!("{t} ({})", c.template_id),
+        None => c.template_id.clone(),
+    };
+    let secs = counts.to_send.div_ceil(u64::from(plan.rate));
+    let facts = [
+        ("campaign", format!("{} ({})", c.name, plan.campaign_arg.display())),
+        ("messages", format!("{}, from {}", describe_kind(c.kind), c.appid)),
+        ("template", title),
+        (
+            "recipients",
+            format!(
+                "{} now; {} done before; {} skipped",
+                thousands(counts.to_send),
+                thousands(counts.done),
+                counted(counts.repeats, "repeated openid"),
+            ),
+        ),
+        (
+            "via",
+            format!(
+                "{base} at {}/s: about {}",
+                plan.rate,
+                humantime::format_duration(std::time::Duration::from_secs(secs))
+            ),
+        ),
+    ];
+    for (what, fact) in facts {
+        say!("  {what:<10}  {fact}");
+    }
+    let question = format!("Send {}?", counted(counts.to_send, "message"));
     if plan.yes {
         say!("{question} yes (--yes)");
         return Ok(());

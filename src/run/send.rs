@@ -45,7 +45,12 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
         return nothing_left(plan, &start, &v, lock);
     }
     let target = connect(plan).await?;
-    interact::confirm(plan, to_send, &target.base)?;
+    let counts = interact::Counts {
+        to_send,
+        done: v.recipients - v.to_send,
+        repeats: v.duplicates,
+    };
+    interact::confirm(plan, &counts, &target.base)?;
     let (client, tokens) = authenticate(plan, &target).await?;
     // What was validated and confirmed is what is sent: a recipients file edited while the
     // question waited would be sent unchecked and would not match the journal.

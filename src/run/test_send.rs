@@ -86,7 +86,12 @@ pub(super) async fn test_send(plan: &SendPlan) -> Result<(), Error> {
         }
     );
     let target = connect(plan).await?;
-    interact::confirm(plan, messages.len() as u64, &target.base)?;
+    let counts = interact::Counts {
+        to_send: messages.len() as u64,
+        done: 0,
+        repeats: 0,
+    };
+    interact::confirm(plan, &counts, &target.base)?;
     let (client, tokens) = authenticate(plan, &target).await?;
     let writer = match plan.report.exists() {
         true => report::Writer::append(&plan.report),
