@@ -55,6 +55,24 @@ pub enum Command {
     },
     /// Send the campaign (or resume it), writing a per-recipient report.
     Send(SendArgs),
+    /// Read a report: the campaign's totals over all its runs, failures by errcode, the
+    /// recipients worth retrying.
+    Report {
+        /// The report CSV (e.g. reports/NAME.csv beside the campaign).
+        report: PathBuf,
+        /// Print the totals as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+        /// Write the recipients worth retrying (retries ran out, refused for the campaign,
+        /// or `unknown`) as a recipients CSV with their original columns (default:
+        /// reports/NAME.retry.csv).
+        #[arg(long, value_name = "PATH", num_args = 0..=1)]
+        failed: Option<Option<PathBuf>>,
+        /// The campaign the report belongs to (default: the campaign file of that name, one
+        /// folder above the report).
+        #[arg(long, value_name = "PATH")]
+        campaign: Option<PathBuf>,
+    },
     /// Run the WeChat API emulator on 127.0.0.1.
     Sandbox(SandboxArgs),
 }
@@ -209,6 +227,17 @@ impl Cli {
                 pick: crate::plan::Pick { limit, row, openid },
             },
             Command::Send(args) => Plan::Send(Box::new(args.lower()?)),
+            Command::Report {
+                report,
+                json,
+                failed,
+                campaign,
+            } => Plan::Report {
+                report,
+                json,
+                failed: failed.map(Option::unwrap_or_default),
+                campaign,
+            },
             Command::Sandbox(args) => args.lower()?,
         })
     }

@@ -34,6 +34,14 @@ pub enum Plan {
         pick: Pick,
     },
     Send(Box<SendPlan>),
+    /// Read a report; `failed`: write the recipients worth retrying (an empty path: the
+    /// default one).
+    Report {
+        report: PathBuf,
+        json: bool,
+        failed: Option<PathBuf>,
+        campaign: Option<PathBuf>,
+    },
     Sandbox {
         addr: SocketAddr,
         knobs: Knobs,

@@ -367,8 +367,42 @@ pub fn is_dry_run(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// One whole row of a report, as read back.
+#[derive(Debug)]
+pub struct RowView<'a> {
+    pub openid: &'a str,
+    pub status: Status,
+    /// As written: empty when there was no WeChat answer.
+    pub errcode: &'a str,
+    pub errmsg: &'a str,
+    pub msgid: &'a str,
+    pub attempts: u64,
+    /// RFC 3339, UTC; empty when nothing was sent.
+    pub sent_at: &'a str,
+    /// The recipient's data row in the recipients CSV.
+    pub row: u64,
+}
+
 /// Reads the report at `path` for resuming.
 pub fn read(path: &Path) -> Result<Done, Error> {
+    let mut done = Done::default();
+    rows(path, false, |r| {
+        let at = RowRef {
+            openid: r.openid.to_owned(),
+            row: r.row,
+        };
+        done.add(at, r.status, retryable(r.errcode, r.errmsg));
+    })?;
+    Ok(done)
+}
+
+/// Calls `each` with every whole row of the report at `path` (a dry-run report only if
+/// `dry_run_too`). A last line without its newline was cut short by a crash: skipped.
+pub fn rows(
+    path: &Path,
+    dry_run_too: bool,
+    mut each: impl FnMut(RowView<'_>),
+) -> Result<(), Error> {
     let invalid = |message: String| Error::Invalid {
         path: path.to_owned(),
         message,
@@ -384,7 +418,7 @@ pub fn read(path: &Path) -> Result<Done, Error> {
             COLUMNS.join(",")
         )));
     }
-    if headers.iter().any(|h| h == PAYLOAD) {
+    if !dry_run_too && headers.iter().any(|h| h == PAYLOAD) {
         return Err(invalid(
             "is a dry-run report; a real send cannot resume from it".into(),
         ));
@@ -397,7 +431,6 @@ pub fn read(path: &Path) -> Result<Done, Error> {
             path: path.to_owned(),
             source,
         })?;
-    let mut done = Done::default();
     let mut record = csv::StringRecord::new();
     loop {
         match rdr.read_record(&mut record) {
@@ -415,13 +448,18 @@ pub fn read(path: &Path) -> Result<Done, Error> {
         let row: u64 = record[8]
             .parse()
             .map_err(|_| invalid(format!("line {line}: bad row number `{}`", &record[8])))?;
-        let at = RowRef {
-            openid: record[0].to_owned(),
+        each(RowView {
+            openid: &record[0],
+            status,
+            errcode: &record[2],
+            errmsg: &record[3],
+            msgid: &record[4],
+            attempts: record[5].parse().unwrap_or(0),
+            sent_at: &record[6],
             row,
-        };
-        done.add(at, status, retryable(&record[2], &record[3]));
+        });
     }
-    Ok(done)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -288,8 +288,14 @@ pub(super) fn confirm(plan: &SendPlan, counts: &Counts, base: &str) -> Result<()
     };
     let secs = counts.to_send.div_ceil(u64::from(plan.rate));
     let facts = [
-        ("campaign", format!("{} ({})", c.name, plan.campaign_arg.display())),
-        ("messages", format!("{}, from {}", describe_kind(c.kind), c.appid)),
+        (
+            "campaign",
+            format!("{} ({})", c.name, plan.campaign_arg.display()),
+        ),
+        (
+            "messages",
+            format!("{}, from {}", describe_kind(c.kind), c.appid),
+        ),
         ("template", title),
         (
             "recipients",

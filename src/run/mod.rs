@@ -9,6 +9,7 @@
 //! - `interact`: what the user reads and answers: the confirmation, Ctrl-C, announcements,
 //!   refusals, aborts and the advice (each an exact command from the plan).
 //! - `init`: `wxpush init`, an example campaign to start from.
+//! - `results`: `wxpush report`, a report read back: totals, failures, who to retry.
 //! - `sandbox`: `wxpush sandbox`.
 
 /// `println!` that a closed pipe (`wxpush preview … | head`) cannot turn into a panic: the
@@ -32,6 +33,7 @@ mod check;
 mod init;
 mod interact;
 mod pipeline;
+mod results;
 mod sandbox;
 mod send;
 mod test_send;
@@ -45,6 +47,12 @@ pub async fn run(plan: Plan) -> Result<(), Error> {
         Plan::Init { name, mini } => init::init(&name, mini),
         Plan::Preview { campaign, pick } => check::preview(&campaign, &pick),
         Plan::Send(p) => send::send(&p).await,
+        Plan::Report {
+            report,
+            json,
+            failed,
+            campaign,
+        } => results::report(&report, json, failed.as_deref(), campaign.as_deref()),
         Plan::Sandbox { addr, knobs } => sandbox::serve(addr, knobs).await,
     }
 }

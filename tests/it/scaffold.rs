@@ -134,3 +134,49 @@ fn a_test_send_goes_to_the_chosen_openids_only_and_leaves_the_campaign_alone() {
     assert_eq!(sb.accepted_bodies("o_test_00002").len(), 2);
     assert_eq!(sb.stats().accepted, 5);
 }
+
+/// Issue 13 §6: `wxpush report` reads a report back: totals over all its runs, failures by
+/// errcode with what to do, `--json`, and `--failed` writes the recipients worth retrying
+/// (retries ran out, or `unknown`; not "does not follow") with their original columns.
+#[test]
+fn report_reads_totals_and_writes_the_recipients_worth_retrying() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        fail_prefixes: vec![("o_test_00001".into(), 43004), ("o_test_00002".into(), -1)],
+        ..Knobs::default()
+    });
+    generated(&w, 6, "rate: 1000\ntarget: mini\n");
+    w.send(&sb, &["--limit", "4"]).expect(0);
+    w.send(&sb, &[]).expect(0);
+    let text = w
+        .cmd(&["report", "reports/gen.sandbox.csv"])
+        .run()
+        .expect(0)
+        .stdout;
+    for needle in [
+        "campaign `gen`",
+        "sent             4",
+        "failed           2",
+        "43004 ×1      recipient does not follow the account",
+        "-1 ×1      WeChat system busy: never delivered",
+        "+08:00",
+    ] {
+        assert!(text.contains(needle), "{needle:?} in\n{text}");
+    }
+    let json = w
+        .cmd(&["report", "reports/gen.sandbox.csv", "--json", "--failed"])
+        .run()
+        .expect(0);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!((v["rows"].as_u64(), v["sent"].as_u64()), (Some(6), Some(4)));
+    assert_eq!(v["retryable"], 1);
+    assert!(
+        json.stderr.contains("wrote 1 recipient worth retrying"),
+        "{}",
+        json.stderr
+    );
+    assert_eq!(
+        w.read("reports/gen.retry.csv"),
+        "openid,name\no_test_00002,用户2\n"
+    );
+}

@@ -1,0 +1,302 @@
+//! `wxpush report REPORT.csv`: a report read back, for the people who look at results after
+//! the fact. The campaign's totals over all its runs (the report is appended by every
+//! resume), failures by errcode with what they mean and what to do, the achieved rate and
+//! the first and last send; `--json` the same for scripts; `--failed` the recipients worth
+//! sending again, as a recipients CSV with their original columns.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::Error;
+use crate::campaign::{self, Campaign};
+use crate::journal;
+use crate::outcome::{Status, is_gave_up};
+use crate::progress::{counted, thousands};
+use crate::recipients::{Recipients, Row};
+use crate::report;
+use crate::wechat::errcode;
+
+/// Times are shown at this offset from UTC: China Standard Time (Asia/Shanghai has had no
+/// daylight saving since 1991), where WeChat's users are.
+const SHOWN_OFFSET: Duration = Duration::from_secs(8 * 3600);
+
+/// The totals of a report.
+#[derive(Debug, Default, Serialize)]
+struct Totals {
+    report: PathBuf,
+    /// The campaign named in the journal, if there is one.
+    campaign: Option<String>,
+    rows: u64,
+    sent: u64,
+    failed: u64,
+    unknown: u64,
+    skipped: u64,
+    dry_run: u64,
+    requests: u64,
+    /// Failed and unknown rows by errcode (`null`: no WeChat answer).
+    problems: Vec<Problem>,
+    /// Rows `--retry-failed` would send again.
+    retryable: u64,
+    first_send: Option<String>,
+    last_send: Option<String>,
+    /// Sent messages per second between the first and the last send.
+    achieved_per_second: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Problem {
+    errcode: Option<i64>,
+    count: u64,
+    meaning: &'static str,
+    /// An example errmsg (the first seen).
+    errmsg: String,
+    what_to_do: String,
+}
+
+pub fn report(
+    path: &Path,
+    json: bool,
+    failed: Option<&Path>,
+    campaign: Option<&Path>,
+) -> Result<(), Error> {
+    let (totals, worth_retrying) = read(path)?;
+    if json {
+        let text = serde_json::to_string_pretty(&totals).unwrap_or_default();
+        say!("{text}");
+    } else {
+        say_raw!("{}", readable(&totals));
+    }
+    if let Some(out) = failed {
+        let c = match campaign {
+            Some(p) => campaign::load(p)?,
+            None => find_campaign(path, totals.campaign.as_deref())?,
+        };
+        let out = match out.as_os_str().is_empty() {
+            true => c
+                .path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("reports")
+                .join(format!("{}.retry.csv", c.name)),
+            false => out.to_owned(),
+        };
+        let n = write_recipients(&c, &worth_retrying, &out)?;
+        // On stderr, so that `--json --failed` keeps stdout JSON.
+        eprintln!(
+            "wxpush: wrote {} worth retrying to {} (the columns of {}); to send them as a \
+             campaign of their own, point `recipients:` at it",
+            counted(n, "recipient"),
+            out.display(),
+            c.recipients.display()
+        );
+    }
+    Ok(())
+}
+
+/// The totals, and the data rows of the recipients worth sending again.
+fn read(path: &Path) -> Result<(Totals, HashSet<u64>), Error> {
+    let mut t = Totals {
+        report: path.to_owned(),
+        campaign: journal::head(&journal::path_for(path))
+            .ok()
+            .and_then(|h| h.header)
+            .map(|h| h.campaign),
+        ..Totals::default()
+    };
+    let mut problems: BTreeMap<Option<i64>, (u64, String)> = BTreeMap::new();
+    let mut retry = HashSet::new();
+    let mut first: Option<SystemTime> = None;
+    let mut last: Option<SystemTime> = None;
+    let mut gave_up: BTreeMap<Option<i64>, u64> = BTreeMap::new();
+    report::rows(path, true, |r| {
+        t.rows += 1;
+        t.requests += r.attempts;
+        match r.status {
+            Status::Sent => t.sent += 1,
+            Status::Failed => t.failed += 1,
+            Status::Unknown => t.unknown += 1,
+            Status::Skipped => t.skipped += 1,
+            Status::DryRun => t.dry_run += 1,
+        }
+        let code = r.errcode.parse::<i64>().ok();
+        if matches!(r.status, Status::Failed | Status::Unknown) {
+            let e = problems
+                .entry(code)
+                .or_insert_with(|| (0, r.errmsg.to_owned()));
+            e.0 += 1;
+            if r.status == Status::Failed && is_gave_up(r.errmsg) {
+                *gave_up.entry(code).or_default() += 1;
+            }
+        }
+        let retryable = r.status == Status::Failed && report::retryable(r.errcode, r.errmsg);
+        t.retryable += u64::from(retryable);
+        if retryable || r.status == Status::Unknown {
+            retry.insert(r.row);
+        }
+        if r.status == Status::Sent
+            && let Ok(at) = humantime::parse_rfc3339(r.sent_at)
+        {
+            first = Some(first.map_or(at, |f| f.min(at)));
+            last = Some(last.map_or(at, |l| l.max(at)));
+        }
+    })?;
+    t.problems = problems
+        .into_iter()
+        .map(|(code, (count, errmsg))| Problem {
+            errcode: code,
+            count,
+            meaning: code.map_or("no answer from WeChat", errcode::meaning),
+            what_to_do: what_to_do(code, gave_up.get(&code).copied().unwrap_or(0), count),
+            errmsg: errmsg.split(" rid:").next().unwrap_or_default().to_owned(),
+        })
+        .collect();
+    t.first_send = first.map(shown);
+    t.last_send = last.map(shown);
+    if let (Some(f), Some(l)) = (first, last) {
+        let secs = l.duration_since(f).unwrap_or_default().as_secs_f64();
+        t.achieved_per_second = (secs > 0.0 && t.sent > 1).then(|| (t.sent - 1) as f64 / secs);
+    }
+    Ok((t, retry))
+}
+
+/// What to do about the failed or unknown rows of one errcode, `gave_up` of them because
+/// their retries ran out.
+fn what_to_do(code: Option<i64>, gave_up: u64, count: u64) -> String {
+    if gave_up == count {
+        return "never delivered (the retries ran out): `send --retry-failed` sends them again"
+            .into();
+    }
+    match code {
+        None => "may have been delivered (no answer came back): `send --resend-unknown` sends \
+                 them again, at the risk of a second delivery"
+            .into(),
+        Some(c) if errcode::suspicious_when_repeated(c) => {
+            "refused for the campaign's data or account: fix it, then `send --retry-failed`".into()
+        }
+        Some(c) => match errcode::advice(c) {
+            Some(a) => a.to_owned(),
+            None => "about the recipient: not sent again".into(),
+        },
+    }
+}
+
+/// An RFC 3339 time at [`SHOWN_OFFSET`]: `2026-12-02 11:38:23 +08:00`.
+fn shown(at: SystemTime) -> String {
+    let local = humantime::format_rfc3339_seconds(at + SHOWN_OFFSET).to_string();
+    format!("{} +08:00", local.trim_end_matches('Z').replace('T', " "))
+}
+
+fn readable(t: &Totals) -> String {
+    let mut out = match &t.campaign {
+        Some(c) => format!("{}: campaign `{c}`\n", t.report.display()),
+        None => format!("{}\n", t.report.display()),
+    };
+    let rows = [
+        ("sent", t.sent, "accepted by WeChat (errcode 0)"),
+        ("failed", t.failed, "refused, or the retries ran out"),
+        (
+            "unknown",
+            t.unknown,
+            "no answer came back: may have been delivered",
+        ),
+        ("skipped", t.skipped, "repeated openids, sent once"),
+        ("dry_run", t.dry_run, "rendered, not sent"),
+    ];
+    for (what, n, why) in rows {
+        if n > 0 || matches!(what, "sent" | "failed") {
+            out.push_str(&format!("  {what:<8} {:>9}  {why}\n", thousands(n)));
+        }
+    }
+    out.push_str(&format!(
+        "  {} in the report, {}\n",
+        counted(t.rows, "row"),
+        counted(t.requests, "request")
+    ));
+    if !t.problems.is_empty() {
+        out.push_str("  failed or unknown, by errcode:\n");
+        for p in &t.problems {
+            let code = p.errcode.map_or("—".to_owned(), |c| c.to_string());
+            out.push_str(&format!(
+                "    {code:>6} ×{:<6} {}: {}\n",
+                thousands(p.count),
+                p.meaning,
+                p.what_to_do
+            ));
+        }
+    }
+    if let (Some(f), Some(l)) = (&t.first_send, &t.last_send) {
+        out.push_str(&format!("  first send {f}, last {l}"));
+        if let Some(rate) = t.achieved_per_second {
+            out.push_str(&format!(": {rate:.1} msgs/s"));
+        }
+        out.push('\n');
+    }
+    if t.retryable + t.unknown > 0 {
+        out.push_str(&format!(
+            "  `wxpush report {} --failed` writes the {} worth retrying as a recipients CSV\n",
+            shell_words::quote(&t.report.to_string_lossy()),
+            counted(t.retryable + t.unknown, "recipient")
+        ));
+    }
+    out
+}
+
+/// The campaign named `name` whose reports folder holds `report`: a campaign file in the
+/// folder above it.
+fn find_campaign(report: &Path, name: Option<&str>) -> Result<Campaign, Error> {
+    let dir = report
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        })
+        .unwrap_or(Path::new("."));
+    let found = name.and_then(|name| {
+        let entries = std::fs::read_dir(dir).ok()?;
+        entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .map(|p| p.strip_prefix(".").map(Path::to_owned).unwrap_or(p))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .filter_map(|p| campaign::load(&p).ok())
+            .find(|c| c.name == name)
+    });
+    found.ok_or_else(|| {
+        Error::Usage(format!(
+            "cannot tell which campaign {} belongs to (no campaign file{} in {}): name it \
+             with --campaign PATH",
+            report.display(),
+            name.map(|n| format!(" named `{n}`")).unwrap_or_default(),
+            dir.display()
+        ))
+    })
+}
+
+/// Copies the rows of `c`'s recipients file whose data row is in `rows` to `out`, with its
+/// header, as UTF-8. Returns how many.
+fn write_recipients(c: &Campaign, rows: &HashSet<u64>, out: &Path) -> Result<u64, Error> {
+    let mut from = Recipients::open(&c.recipients, crate::render::required_columns(c))?;
+    let io = |e: std::io::Error| Error::Usage(format!("{}: cannot write: {e}", out.display()));
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut w = csv::Writer::from_path(out).map_err(|e| io(e.into()))?;
+    w.write_record(from.headers().iter())
+        .map_err(|e| io(e.into()))?;
+    let mut n = 0;
+    while let Some(row) = from.next_row() {
+        let (Row::New(r) | Row::Duplicate(r)) = row?;
+        if rows.contains(&r.row) {
+            w.write_record(&r.record).map_err(|e| io(e.into()))?;
+            n += 1;
+        }
+    }
+    w.flush().map_err(io)?;
+    Ok(n)
+}
