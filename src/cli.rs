@@ -52,6 +52,9 @@ pub enum Command {
         /// Show the recipient with this openid.
         #[arg(long, value_name = "ID")]
         openid: Option<String>,
+        /// Write the messages as cards, styled like WeChat's, to one self-contained HTML page.
+        #[arg(long, value_name = "PATH")]
+        html: Option<PathBuf>,
     },
     /// Send the campaign (or resume it), writing a per-recipient report.
     Send(SendArgs),
@@ -222,9 +225,11 @@ impl Cli {
                 limit,
                 row,
                 openid,
+                html,
             } => Plan::Preview {
                 campaign: campaign::load(&campaign)?,
                 pick: crate::plan::Pick { limit, row, openid },
+                html,
             },
             Command::Send(args) => Plan::Send(Box::new(args.lower()?)),
             Command::Report {

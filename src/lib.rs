@@ -27,6 +27,7 @@
 
 pub mod appendfile;
 pub mod campaign;
+pub mod card;
 pub mod cli;
 pub mod dispatch;
 pub mod journal;

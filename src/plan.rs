@@ -32,6 +32,8 @@ pub enum Plan {
     Preview {
         campaign: Campaign,
         pick: Pick,
+        /// `--html`: write the cards as one page there instead of printing them.
+        html: Option<PathBuf>,
     },
     Send(Box<SendPlan>),
     /// Read a report; `failed`: write the recipients worth retrying (an empty path: the

@@ -2,7 +2,10 @@
 //! every row streamed through render, the first errors listed, nothing sent.
 
 use crate::Error;
+use std::path::Path;
+
 use crate::campaign::{Campaign, Kind};
+use crate::card::{self, Card};
 use crate::plan::Pick;
 use crate::progress::counted;
 use crate::recipients::{Recipients, Row};
@@ -116,13 +119,13 @@ pub(super) fn check(c: &Campaign) -> Result<(), Error> {
 /// The first messages as a follower would see them: cards when the template's `content` is
 /// known, the request's fields otherwise. A row that does not render is shown with its
 /// error, and the preview goes on.
-pub(super) fn preview(c: &Campaign, pick: &Pick) -> Result<(), Error> {
+pub(super) fn preview(c: &Campaign, pick: &Pick, html: Option<&Path>) -> Result<(), Error> {
     warn(c);
     let (mut rows, renderer) = open(c)?;
-    let mut shown = 0;
+    let mut cards = Vec::new();
     let mut invalid = 0;
     let mut last_row = 0;
-    while shown < pick.limit {
+    while (cards.len() as u64) < pick.limit {
         let Some(row) = rows.next_row() else { break };
         let Row::New(r) = row? else { continue };
         last_row = r.row;
@@ -131,23 +134,51 @@ pub(super) fn preview(c: &Campaign, pick: &Pick) -> Result<(), Error> {
         if !wanted {
             continue;
         }
-        shown += 1;
-        say!("── message {shown} · row {} · {} ──", r.row, r.openid);
-        match renderer.render(&r) {
-            Ok(msg) => say_raw!("{}", card(c, &msg)),
+        let heading = format!("message {} · row {} · {}", cards.len() + 1, r.row, r.openid);
+        let card = match renderer.render(&r) {
+            Ok(msg) => {
+                // Without the template's content, the request's fields say more.
+                if c.shape.as_ref().is_none_or(|s| s.content.is_none()) && html.is_none() {
+                    say!("── {heading} ──");
+                    say_raw!("{}", readable(&msg));
+                } else if html.is_none() {
+                    say_raw!("{}", Card::of(c, &msg, heading.clone()).text());
+                }
+                Card::of(c, &msg, heading)
+            }
             Err(e) => {
                 invalid += 1;
-                say!("  ✗ not sendable: {e}");
+                let card = Card::invalid(heading, e.to_string());
+                if html.is_none() {
+                    say_raw!("{}", card.text());
+                }
+                card
             }
-        }
+        };
+        cards.push(card);
     }
-    if shown == 0 {
+    if cards.is_empty() {
         let which = match (&pick.row, &pick.openid) {
             (Some(n), _) => format!("no row {n} (the last data row is {last_row})"),
             (_, Some(o)) => format!("no row with openid `{o}`"),
             _ => "no recipients".to_owned(),
         };
         return Err(Error::Usage(format!("{}: {which}", c.recipients.display())));
+    }
+    if let Some(path) = html {
+        let title = c
+            .shape
+            .as_ref()
+            .and_then(|s| s.title.clone())
+            .unwrap_or_else(|| c.name.clone());
+        let page = card::page(&title, &c.appid, &cards);
+        std::fs::write(path, page)
+            .map_err(|e| Error::Usage(format!("{}: cannot write: {e}", path.display())))?;
+        say!(
+            "wrote {} as cards to {} (open it in a browser)",
+            counted(cards.len() as u64, "message"),
+            path.display()
+        );
     }
     if invalid > 0 {
         say!(
@@ -162,57 +193,6 @@ pub(super) fn preview(c: &Campaign, pick: &Pick) -> Result<(), Error> {
         );
     }
     Ok(())
-}
-
-/// One message: the card WeChat shows when the template's content is known (title, the
-/// filled lines, where it opens), then the request line; the request's fields otherwise.
-fn card(c: &Campaign, msg: &Outgoing) -> String {
-    let Some(shape) = c.shape.as_ref().filter(|s| s.content.is_some()) else {
-        return readable(msg);
-    };
-    let body: serde_json::Value = serde_json::from_slice(&msg.body).unwrap_or_default();
-    let value = |name: &str| {
-        body["data"][name]["value"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let mut out = String::new();
-    if let Some(title) = &shape.title {
-        out.push_str(&format!("  【{title}】\n"));
-    }
-    for (names, line) in shape.fill(value) {
-        let hidden =
-            c.kind == Kind::Official && names.iter().any(|n| matches!(*n, "first" | "remark"));
-        if hidden {
-            out.push_str(&format!(
-                "  {line}   (not shown by WeChat since 2023-05-04)\n"
-            ));
-        } else {
-            out.push_str(&format!("  {line}\n"));
-        }
-    }
-    let text = |k: &str| {
-        body[k]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    let mini = body["miniprogram"]["appid"].as_str().map(|appid| {
-        let page = body["miniprogram"]["pagepath"].as_str().unwrap_or("");
-        format!("mini program {appid} {page}")
-    });
-    let opens = match c.kind {
-        // With both, WeChat opens the mini program.
-        Kind::Official => mini.or_else(|| text("url")),
-        Kind::OfficialSubscribe => mini.or_else(|| text("page")),
-        _ => text("page").map(|p| format!("mini program page {p}")),
-    };
-    if let Some(opens) = opens {
-        out.push_str(&format!("  → opens {}\n", opens.trim_end()));
-    }
-    out.push_str(&format!("  (POST {})\n", msg.endpoint.path()));
-    out
 }
 
 /// A message body as aligned `key  value` lines, data fields flattened.

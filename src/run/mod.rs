@@ -45,7 +45,11 @@ pub async fn run(plan: Plan) -> Result<(), Error> {
     match plan {
         Plan::Check(c) => check::check(&c),
         Plan::Init { name, mini } => init::init(&name, mini),
-        Plan::Preview { campaign, pick } => check::preview(&campaign, &pick),
+        Plan::Preview {
+            campaign,
+            pick,
+            html,
+        } => check::preview(&campaign, &pick, html.as_deref()),
         Plan::Send(p) => send::send(&p).await,
         Plan::Report {
             report,

@@ -4,6 +4,7 @@
 mod support;
 
 mod advice;
+mod browser;
 mod check;
 mod layout;
 mod resume;

@@ -1,0 +1,94 @@
+//! Pages in a real headless browser (Debian's `chromium`, with a CJK font; `.ci/run`
+//! installs both): the picture is not blank, and the page holds each recipient's text.
+//! Without chromium the tests say so and pass, except in CI (`CI` set), where they fail.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::*;
+
+/// `chromium --headless ARGS URL`, bounded in time; `None` if there is no chromium here.
+fn chromium(args: &[&str], page: &Path) -> Option<std::process::Output> {
+    let found = Command::new("chromium").arg("--version").output().is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install chromium (see .ci/run)"
+        );
+        eprintln!("chromium is not installed: browser test skipped");
+        return None;
+    }
+    let url = format!("file://{}", page.display());
+    let out = Command::new("timeout")
+        .args(["120", "chromium", "--headless", "--no-sandbox"])
+        .args([
+            "--disable-background-networking",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("timeout runs");
+    assert!(out.status.success(), "chromium: {out:?}");
+    Some(out)
+}
+
+/// The screenshot's pixels that are not the page background, and those dark enough to be
+/// text, as fractions.
+fn inked(png: &Path) -> (f64, f64) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let px = info.color_type.samples();
+    let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks(px).collect();
+    let background = pixels[0];
+    let differ = pixels.iter().filter(|p| p[..3] != background[..3]).count();
+    let dark = pixels
+        .iter()
+        .filter(|p| p[..3].iter().map(|&c| u32::from(c)).sum::<u32>() < 3 * 110)
+        .count();
+    let n = pixels.len() as f64;
+    (differ as f64 / n, dark as f64 / n)
+}
+
+/// Issue 13 §3: `preview --html` in a browser: cards drawn (dark text on white cards over a
+/// grey page), each recipient's Chinese text in the page.
+#[test]
+fn the_html_preview_renders_every_recipient_s_card() {
+    let w = Workdir::with_examples();
+    let page = w.path("preview.html");
+    w.cmd(&[
+        "preview",
+        "campaigns/class-subscribe.yaml",
+        "--html",
+        page.to_str().unwrap(),
+    ])
+    .run()
+    .expect(0)
+    .stdout_has("wrote 3 messages as cards");
+    let shot = w.path("preview.png");
+    let screenshot = format!("--screenshot={}", shot.display());
+    let Some(_) = chromium(&[&screenshot, "--window-size=420,1400"], &page) else {
+        return;
+    };
+    let (cards, text) = inked(&shot);
+    assert!(
+        cards > 0.2,
+        "the screenshot is mostly blank: {cards:.3} not background"
+    );
+    assert!(text > 0.005, "no text drawn: {text:.4} dark");
+    let dom = chromium(&["--dump-dom"], &page).unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for text in [
+        "上课提醒",
+        "雅思学习第二课时",
+        "石头同学,别迟到哦",
+        "雅思学习第三课时",
+        "小雨同学,别迟到哦",
+        "进入小程序查看",
+    ] {
+        assert!(dom.contains(text), "{text:?} not in the page");
+    }
+}
