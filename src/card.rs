@@ -208,20 +208,9 @@ pub fn page(title: &str, account: &str, cards: &[Card]) -> String {
     out
 }
 
-/// Text for HTML element content and attribute values.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+/// Text for HTML element content and (double-quoted) attribute values.
+fn esc(s: &str) -> std::borrow::Cow<'_, str> {
+    html_escape::encode_quoted_attribute(s)
 }
 
 const STYLE: &str = "\
@@ -248,7 +237,7 @@ mod tests {
     fn html_is_escaped() {
         assert_eq!(
             esc("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#x27;"
         );
         let card = Card::invalid("m".into(), "<script>".into());
         let html = page("t", "wx1", &[card]);

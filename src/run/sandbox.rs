@@ -22,6 +22,7 @@ pub async fn serve(addr: SocketAddr, knobs: Knobs) -> Result<(), Error> {
     say!("wxpush sandbox: a WeChat API emulator on {base} ({how})");
     say!("  send to it with:");
     say!("    {API_BASE_ENV}={base} WXPUSH_SECRET={secret} wxpush send CAMPAIGN.yaml");
+    say!("  what arrived, one phone per openid: {base}/ (JSON: {base}/sandbox/messages)");
     say!("  counters: {base}/sandbox/stats   requests: {base}/sandbox/requests   Ctrl-C stops it");
     let _ = tokio::signal::ctrl_c().await;
     sb.shutdown().await;

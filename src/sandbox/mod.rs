@@ -3,11 +3,13 @@
 //! This file owns the public API ([`Sandbox`], [`Knobs`], [`Stats`],
 //! [`Recorded`]) and the HTTP layer (routing, query/body extraction, response
 //! encoding, the ` rid: …` suffix). The behaviour lives in the submodules:
-//! `state` (tokens, quotas, counters, record), `validate` (send bodies) and `account` (the
-//! template lists, quota calls and `get_api_domain_ip`).
+//! `state` (tokens, quotas, counters, record), `validate` (send bodies), `account` (the
+//! template lists, quota calls and `get_api_domain_ip`) and `inbox` (what arrived, as a page
+//! at `/` and as JSON).
 //! Facts reproduced here come from `shared/wechat-api.md`.
 
 mod account;
+mod inbox;
 mod state;
 mod validate;
 
@@ -33,6 +35,7 @@ use state::{Arrival, Credentials, Fate, Issued, Quota, SendAnswer, State};
 use validate::{Endpoint, Reject, check_body};
 
 pub use account::{PrivateTemplate, SubscribeTemplate, Templates};
+pub use inbox::Message;
 pub use validate::Mode;
 
 /// The AppSecret the sandbox accepts unless configured otherwise.
@@ -405,6 +408,7 @@ fn router(shared: Arc<Shared>) -> Router {
             .fallback(|| async { require(43002) }),
         );
     r = account::routes(r);
+    r = inbox::routes(r);
     for ep in Endpoint::ALL {
         r = r.route(
             ep.path(),

@@ -7,8 +7,13 @@ use std::process::Command;
 
 use crate::support::*;
 
-/// `chromium --headless ARGS URL`, bounded in time; `None` if there is no chromium here.
+/// `chromium --headless ARGS file://PAGE`, bounded in time; `None` without chromium.
 fn chromium(args: &[&str], page: &Path) -> Option<std::process::Output> {
+    chromium_at(args, &format!("file://{}", page.display()))
+}
+
+/// `chromium --headless ARGS URL`, bounded in time; `None` if there is no chromium here.
+fn chromium_at(args: &[&str], url: &str) -> Option<std::process::Output> {
     let found = Command::new("chromium").arg("--version").output().is_ok();
     if !found {
         assert!(
@@ -18,7 +23,6 @@ fn chromium(args: &[&str], page: &Path) -> Option<std::process::Output> {
         eprintln!("chromium is not installed: browser test skipped");
         return None;
     }
-    let url = format!("file://{}", page.display());
     let out = Command::new("timeout")
         .args(["120", "chromium", "--headless", "--no-sandbox"])
         .args([
@@ -88,6 +92,37 @@ fn the_html_preview_renders_every_recipient_s_card() {
         "雅思学习第三课时",
         "小雨同学,别迟到哦",
         "进入小程序查看",
+    ] {
+        assert!(dom.contains(text), "{text:?} not in the page");
+    }
+}
+
+/// Issue 13 §7: the sandbox's page at `/` shows what arrived, one phone per openid, with the
+/// cards' Chinese text, in a browser; `/sandbox/messages` is the same as JSON.
+#[test]
+fn the_sandbox_page_shows_what_arrived() {
+    let w = Workdir::with_examples();
+    let sb = Sandbox::start(Knobs::default());
+    w.cmd(&["send", "campaigns/class-subscribe.yaml", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(0);
+    let shot = w.path("inbox.png");
+    let screenshot = format!("--screenshot={}", shot.display());
+    let page = format!("{}/", sb.url());
+    let Some(_) = chromium_at(&[&screenshot, "--window-size=1000,900"], &page) else {
+        return;
+    };
+    let (phones, text) = inked(&shot);
+    assert!(phones > 0.2, "the screenshot is mostly blank: {phones:.3}");
+    assert!(text > 0.005, "no text drawn: {text:.4} dark");
+    let dom = chromium_at(&["--dump-dom"], &page).unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for text in [
+        "3 messages arrived for 3 openids",
+        "ogYQ75G33BMpuKOjKjIIOiFP7cF4",
+        "课程名称:雅思学习第二课时",
+        "温馨提示:小雨同学,别迟到哦",
     ] {
         assert!(dom.contains(text), "{text:?} not in the page");
     }

@@ -93,6 +93,10 @@ fn the_banner_s_command_sends_with_the_secret_it_set() {
         .expect(0)
         .stdout_has("sent              3");
     assert_eq!(sb.get("/sandbox/stats")["accepted"], 3);
+    // What arrived, newest first, as JSON (the page at `/` has a browser test).
+    let arrived = sb.get("/sandbox/messages");
+    assert_eq!(arrived.as_array().map(Vec::len), Some(3), "{arrived}");
+    assert_eq!(arrived[0]["lines"], json!(["thing1: 用户3你好"]));
 }
 
 /// Bodies real SDKs send (issue 12 §3) are accepted by default and refused with `--strict`.
