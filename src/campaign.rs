@@ -103,6 +103,8 @@ impl Kind {
 pub struct FieldSpec {
     pub value: String,
     pub color: Option<String>,
+    /// `truncate: true`: an over-long value is shortened to its type's limit with "…".
+    pub truncate: bool,
     /// The template file (`templates/NAME.yaml`) the field comes from; `None`: the campaign.
     pub from: Option<PathBuf>,
 }
@@ -975,6 +977,7 @@ impl Validator<'_> {
         }
         use serde_yaml::Value;
         let at = format!("data.{key}");
+        let mut truncate = false;
         let (value, color) = match field.0 {
             Value::String(value) => (value, None),
             Value::Mapping(m) => {
@@ -982,6 +985,22 @@ impl Validator<'_> {
                 let mut color = None;
                 for (k, v) in m {
                     let name = k.as_str().unwrap_or_default().to_owned();
+                    if name == "truncate" {
+                        let Value::Bool(b) = v else {
+                            return Err(self.err(&format!("{at}.truncate"), "is true or false"));
+                        };
+                        if b && !crate::wechat::fields::can_shorten(key) {
+                            return Err(self.err(
+                                &format!("{at}.truncate"),
+                                format!(
+                                    "`{key}` has no length limit that \"…\" can keep (only \
+                                     thing, character_string, name and the like)"
+                                ),
+                            ));
+                        }
+                        truncate = b;
+                        continue;
+                    }
                     let text = match v {
                         Value::String(s) => s,
                         other => {
@@ -993,13 +1012,13 @@ impl Validator<'_> {
                         "value" => value = Some(text),
                         "color" => color = Some(text),
                         _ => {
-                            let hint = nearest(&name, &["value", "color"])
+                            let hint = nearest(&name, &["value", "color", "truncate"])
                                 .map(|n| format!(" (did you mean `{n}`?)"))
                                 .unwrap_or_default();
                             return Err(self.err(
                                 &at,
                                 format!(
-                                    "unknown key `{name}`{hint}; a field has `value` and `color`"
+                                    "unknown key `{name}`{hint}; a field has `value`, `color` and `truncate`"
                                 ),
                             ));
                         }
@@ -1023,6 +1042,7 @@ impl Validator<'_> {
         Ok(FieldSpec {
             value,
             color,
+            truncate,
             from: None,
         })
     }

@@ -76,6 +76,8 @@ struct Field {
     /// `data.<key>`, built once rather than per row.
     template: String,
     color: Option<String>,
+    /// Shorten an over-long value with "…" (`truncate: true`).
+    truncate: bool,
     /// ` (the field is from templates/NAME.yaml:LINE)` when a template file defines it.
     origin: String,
 }
@@ -168,6 +170,7 @@ impl Renderer {
                     key: key.clone(),
                     template: format!("data.{key}"),
                     color: spec.color.clone(),
+                    truncate: spec.truncate,
                     origin: match &spec.from {
                         Some(file) => {
                             let at = crate::campaign::line_of(file, &format!("data.{key}"))
@@ -241,7 +244,12 @@ impl Renderer {
 
         let mut data = Data::with_capacity(self.fields.len());
         for f in &self.fields {
-            let value = render(&f.template).map_err(|e| f.located(e))?;
+            let mut value = render(&f.template).map_err(|e| f.located(e))?;
+            if f.truncate
+                && let Some(short) = fields::shorten(&f.key, &value)
+            {
+                value = short;
+            }
             if self.kind.is_subscribe() && value.is_empty() {
                 return Err(f.located(err(
                     &f.template,

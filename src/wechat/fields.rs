@@ -149,7 +149,7 @@ const fn rule(ty: &'static str, max: usize, content: Content, what: &'static str
 
 /// Checks `value` for `key` against its type's rule. `Err` says what is wrong, in words.
 pub fn check(key: &str, value: &str) -> Result<(), String> {
-    let Some(rule) = key_type(key).and_then(|ty| RULES.iter().find(|r| r.ty == ty)) else {
+    let Some(rule) = rule_of(key) else {
         return Ok(());
     };
     let ty = rule.ty;
@@ -168,13 +168,45 @@ pub fn check(key: &str, value: &str) -> Result<(), String> {
         let mut e = format!("`{ty}` allows at most {max} characters, this value has {n}");
         if n == max + 1 && value.ends_with('…') {
             e.push_str(&format!(
-                " (Tera's truncate adds \"…\": truncate(length={}) fits)",
+                " (Tera's truncate adds \"…\": truncate(length={}) fits; or `truncate: true` \
+                 on the field)",
                 max - 1
             ));
         }
         return Err(e);
     }
     Ok(())
+}
+
+/// Whether an over-long value of `key` can be shortened to its type's limit with "…" and
+/// still hold (a `thing`, `character_string`, `name`…: not a number, a time or a plate).
+pub fn can_shorten(key: &str) -> bool {
+    rule_of(key).is_some_and(|r| {
+        r.max < usize::MAX
+            && matches!(
+                r.content,
+                Content::Anything | Content::NoChinese | Content::Name
+            )
+    })
+}
+
+/// `value` shortened to `key`'s limit, keeping its start and ending in "…", when it is
+/// longer and [`can_shorten`] says it may be; otherwise `None`.
+pub fn shorten(key: &str, value: &str) -> Option<String> {
+    let rule = rule_of(key).filter(|_| can_shorten(key))?;
+    let max = match rule.content {
+        Content::Name if !value.chars().any(is_chinese) => rule.max * 2,
+        _ => rule.max,
+    };
+    (value.chars().count() > max).then(|| {
+        let mut s: String = value.chars().take(max - 1).collect();
+        s.push('…');
+        s
+    })
+}
+
+fn rule_of(key: &str) -> Option<&'static Rule> {
+    key_type(key).and_then(|ty| RULES.iter().find(|r| r.ty == ty))
 }
 
 fn holds(content: Content, v: &str) -> bool {
@@ -298,6 +330,23 @@ mod tests {
         assert_eq!(key_type("first"), None);
         assert_eq!(key_type("keyword1"), Some("keyword"));
         assert_eq!(key_type("12"), None);
+    }
+
+    #[test]
+    fn truncate_keeps_the_start_and_ends_in_an_ellipsis() {
+        let long = "一二三四五六七八九十一二三四五六七八九十一二";
+        let short = shorten("thing1", long).unwrap();
+        assert_eq!(short.chars().count(), 20);
+        assert!(short.starts_with("一二三") && short.ends_with('…'));
+        assert_eq!(check("thing1", &short), Ok(()));
+        assert_eq!(shorten("thing1", "短"), None);
+        let latin = "a".repeat(25);
+        assert_eq!(
+            shorten("name2", &latin).map(|s| s.chars().count()),
+            Some(20)
+        );
+        assert!(!can_shorten("number3") && !can_shorten("time4") && !can_shorten("keyword1"));
+        assert!(can_shorten("character_string5"));
     }
 
     #[test]

@@ -395,3 +395,28 @@ fn warnings_and_errors_name_the_template_file() {
         ))
         .stderr_has("quote it");
 }
+
+/// Issue 13 §2: `{value, truncate: true}` shortens an over-long value to its type's limit
+/// with "…", keeping the start; it is refused where "…" cannot fit the type.
+#[test]
+fn truncate_shortens_over_long_values_with_an_ellipsis() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    generated(
+        &w,
+        1,
+        "  thing2: { value: \"{{ name }}的一段很长很长很长很长很长很长的课程名称\", truncate: true }\n\
+         rate: 1000\ntarget: mini\n",
+    );
+    w.send(&sb, &[]).expect(0);
+    let body = &sb.accepted_bodies("o_test_00001")[0];
+    let v = body["data"]["thing2"]["value"].as_str().unwrap();
+    assert_eq!(v.chars().count(), 20, "{v}");
+    assert!(v.starts_with("用户1的一段") && v.ends_with('…'), "{v}");
+    let yaml = w.read("c.yaml").replace("thing2:", "number2:");
+    w.write("c.yaml", yaml);
+    w.cmd(&["check", "c.yaml"])
+        .run()
+        .expect(2)
+        .stderr_has("`data.number2.truncate`: `number2` has no length limit");
+}
