@@ -358,7 +358,7 @@ mod tests {
         assert_eq!(
             check("thing1", "Apple iPhone 15 Pro …").unwrap_err(),
             "`thing` allows at most 20 characters, this value has 21 (Tera's truncate adds \
-             \"…\": truncate(length=19) fits)"
+             \"…\": truncate(length=19) fits; or `truncate: true` on the field)"
         );
         assert!(
             check("time2", "明天下午")
