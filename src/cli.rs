@@ -15,10 +15,30 @@ use crate::resume;
 use crate::sandbox::{self, Knobs};
 use crate::wechat::{self, Secret};
 
+/// The end of every `--help`: the environment and the exit codes, after the command's
+/// examples.
+macro_rules! footer {
+    ($($example:literal),* $(,)?) => {
+        concat!(
+            "Examples:\n",
+            $("  ", $example, "\n",)*
+            "\nEnvironment:\n",
+            "  WXPUSH_SECRET    the AppSecret (or the variable a campaign's `secret_env` names)\n",
+            "  WXPUSH_API_BASE  the API base URL (default https://api.weixin.qq.com; a sandbox's\n",
+            "                   http://127.0.0.1:PORT)\n",
+            "\nExit codes: 0 completed; 1 aborted (run the command it prints); 2 invalid input or\n",
+            "usage (nothing sent, no file changed); 130 Ctrl-C before sending started.",
+        )
+    };
+}
+
 /// Declarative WeChat push campaigns: validate, preview, then send through a rate-limited
 /// dispatcher, with a per-recipient CSV report.
 #[derive(Debug, Parser)]
-#[command(name = "wxpush", version, about, long_about = None)]
+#[command(name = "wxpush", version, about, long_about = None, after_help = footer!(
+    "wxpush init spring-sale && wxpush send spring-sale.yaml --sandbox",
+    "wxpush check campaigns/vocab-reminder.yaml",
+))]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -27,6 +47,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write a commented example campaign, its recipients CSV and its template, to start from.
+    #[command(after_help = footer!("wxpush init spring-sale", "wxpush init class-reminder --target mini"))]
     Init {
         /// The campaign's name: writes NAME.yaml, NAME.csv and templates/NAME.yaml here.
         name: String,
@@ -35,11 +56,17 @@ pub enum Command {
         target: InitTarget,
     },
     /// Validate the campaign and every recipient row; send nothing.
+    #[command(after_help = footer!("wxpush check campaigns/vocab-reminder.yaml"))]
     Check {
         /// The campaign YAML file.
         campaign: PathBuf,
     },
     /// Show the first rendered messages, as they would be sent.
+    #[command(after_help = footer!(
+        "wxpush preview campaigns/class-subscribe.yaml --limit 5",
+        "wxpush preview campaigns/class-subscribe.yaml --openid ogYQ75G33BMpuKOjKjIIOiFP7cF5",
+        "wxpush preview campaigns/class-subscribe.yaml --html preview.html",
+    ))]
     Preview {
         /// The campaign YAML file.
         campaign: PathBuf,
@@ -57,9 +84,19 @@ pub enum Command {
         html: Option<PathBuf>,
     },
     /// Send the campaign (or resume it), writing a per-recipient report.
+    #[command(after_help = footer!(
+        "wxpush send campaigns/vocab-reminder.yaml --sandbox",
+        "wxpush send campaigns/vocab-reminder.yaml --to o_my_own_openid",
+        "wxpush send campaigns/vocab-reminder.yaml --limit 1000",
+        "WXPUSH_SECRET=... wxpush send campaigns/vocab-reminder.yaml",
+    ))]
     Send(SendArgs),
     /// Read a report: the campaign's totals over all its runs, failures by errcode, the
     /// recipients worth retrying.
+    #[command(after_help = footer!(
+        "wxpush report campaigns/reports/vocab-reminder.csv",
+        "wxpush report campaigns/reports/vocab-reminder.csv --failed --json",
+    ))]
     Report {
         /// The report CSV (e.g. reports/NAME.csv beside the campaign).
         report: PathBuf,
@@ -77,7 +114,21 @@ pub enum Command {
         campaign: Option<PathBuf>,
     },
     /// Run the WeChat API emulator on 127.0.0.1.
+    #[command(after_help = footer!(
+        "wxpush sandbox",
+        "wxpush sandbox --busy 0.03 --reset 0.01 --token-ttl 30s --strict",
+    ))]
     Sandbox(SandboxArgs),
+    /// Print a shell completion script: `wxpush completions bash > /etc/bash_completion.d/wxpush`.
+    #[command(after_help = footer!(
+        "wxpush completions bash >> ~/.bash_completion",
+        "wxpush completions zsh > ~/.zfunc/_wxpush",
+        "wxpush completions fish > ~/.config/fish/completions/wxpush.fish",
+    ))]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// What `init` writes an example of.
@@ -244,6 +295,7 @@ impl Cli {
                 campaign,
             },
             Command::Sandbox(args) => args.lower()?,
+            Command::Completions { shell } => Plan::Completions(shell),
         })
     }
 }

@@ -48,6 +48,8 @@ pub enum Plan {
         addr: SocketAddr,
         knobs: Knobs,
     },
+    /// Print the completion script for this shell.
+    Completions(clap_complete::Shell),
 }
 
 /// Which messages `preview` shows.

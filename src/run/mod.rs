@@ -58,5 +58,12 @@ pub async fn run(plan: Plan) -> Result<(), Error> {
             campaign,
         } => results::report(&report, json, failed.as_deref(), campaign.as_deref()),
         Plan::Sandbox { addr, knobs } => sandbox::serve(addr, knobs).await,
+        Plan::Completions(shell) => {
+            use clap::CommandFactory as _;
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut crate::cli::Cli::command(), "wxpush", &mut out);
+            say_raw!("{}", String::from_utf8_lossy(&out));
+            Ok(())
+        }
     }
 }

@@ -14,8 +14,37 @@ fn help_texts() {
         ("help_preview", &["preview", "--help"]),
         ("help_send", &["send", "--help"]),
         ("help_sandbox", &["sandbox", "--help"]),
+        ("help_init", &["init", "--help"]),
+        ("help_report", &["report", "--help"]),
     ] {
         wx_snapshot!(name, w.cmd(args).run().expect(0));
+    }
+    // Every command's help ends with its examples, the environment and the exit codes.
+    for cmd in [
+        "init",
+        "check",
+        "preview",
+        "send",
+        "report",
+        "sandbox",
+        "completions",
+    ] {
+        w.cmd(&[cmd, "--help"])
+            .run()
+            .expect(0)
+            .stdout_has("Examples:\n  wxpush")
+            .stdout_has("WXPUSH_API_BASE")
+            .stdout_has("Exit codes: 0 completed");
+    }
+    for (shell, mark) in [
+        ("bash", "_wxpush()"),
+        ("zsh", "#compdef wxpush"),
+        ("fish", "complete -c wxpush"),
+    ] {
+        w.cmd(&["completions", shell])
+            .run()
+            .expect(0)
+            .stdout_has(mark);
     }
 }
 
