@@ -96,6 +96,7 @@ pub enum Command {
     #[command(after_help = footer!(
         "wxpush report campaigns/reports/vocab-reminder.csv",
         "wxpush report campaigns/reports/vocab-reminder.csv --failed --json",
+        "wxpush report campaigns/reports/vocab-reminder.csv --html report.html",
     ))]
     Report {
         /// The report CSV (e.g. reports/NAME.csv beside the campaign).
@@ -103,6 +104,10 @@ pub enum Command {
         /// Print the totals as JSON, for scripts.
         #[arg(long)]
         json: bool,
+        /// Write the report as one self-contained page with charts (outcomes, sends over
+        /// time with failures marked, errcodes).
+        #[arg(long, value_name = "PATH")]
+        html: Option<PathBuf>,
         /// Write the recipients worth retrying (retries ran out, refused for the campaign,
         /// or `unknown`) as a recipients CSV with their original columns (default:
         /// reports/NAME.retry.csv).
@@ -286,11 +291,13 @@ impl Cli {
             Command::Report {
                 report,
                 json,
+                html,
                 failed,
                 campaign,
             } => Plan::Report {
                 report,
                 json,
+                html,
                 failed: failed.map(Option::unwrap_or_default),
                 campaign,
             },

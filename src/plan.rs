@@ -41,6 +41,7 @@ pub enum Plan {
     Report {
         report: PathBuf,
         json: bool,
+        html: Option<PathBuf>,
         failed: Option<PathBuf>,
         campaign: Option<PathBuf>,
     },

@@ -54,9 +54,16 @@ pub async fn run(plan: Plan) -> Result<(), Error> {
         Plan::Report {
             report,
             json,
+            html,
             failed,
             campaign,
-        } => results::report(&report, json, failed.as_deref(), campaign.as_deref()),
+        } => results::report(
+            &report,
+            json,
+            html.as_deref(),
+            failed.as_deref(),
+            campaign.as_deref(),
+        ),
         Plan::Sandbox { addr, knobs } => sandbox::serve(addr, knobs).await,
         Plan::Completions(shell) => {
             use clap::CommandFactory as _;

@@ -44,6 +44,42 @@ struct Totals {
     last_send: Option<String>,
     /// Sent messages per second between the first and the last send.
     achieved_per_second: Option<f64>,
+    /// Outcomes over time, for the chart.
+    #[serde(skip)]
+    timeline: Timeline,
+}
+
+/// Outcomes per time bucket, from the first outcome on.
+#[derive(Debug, Default)]
+struct Timeline {
+    /// Seconds per bucket.
+    width: u64,
+    /// (sent, failed or unknown) per bucket.
+    counts: Vec<(u64, u64)>,
+}
+
+/// At most this many bars in the chart: a campaign resumed over days gets wider buckets.
+const MAX_BUCKETS: u64 = 300;
+
+fn buckets(outcomes: &[(SystemTime, bool)]) -> Timeline {
+    let Some(start) = outcomes.iter().map(|o| o.0).min() else {
+        return Timeline::default();
+    };
+    let end = outcomes.iter().map(|o| o.0).max().unwrap_or(start);
+    let span = end.duration_since(start).unwrap_or_default().as_secs() + 1;
+    let width = span.div_ceil(MAX_BUCKETS).max(1);
+    let n = span.div_ceil(width) as usize;
+    let mut counts = vec![(0, 0); n];
+    for (at, ok) in outcomes {
+        let i = (at.duration_since(start).unwrap_or_default().as_secs() / width) as usize;
+        let slot = &mut counts[i.min(n - 1)];
+        if *ok {
+            slot.0 += 1;
+        } else {
+            slot.1 += 1;
+        }
+    }
+    Timeline { width, counts }
 }
 
 #[derive(Debug, Serialize)]
@@ -59,10 +95,16 @@ struct Problem {
 pub fn report(
     path: &Path,
     json: bool,
+    html: Option<&Path>,
     failed: Option<&Path>,
     campaign: Option<&Path>,
 ) -> Result<(), Error> {
     let (totals, worth_retrying) = read(path)?;
+    if let Some(out) = html {
+        std::fs::write(out, page(&totals))
+            .map_err(|e| Error::Usage(format!("{}: cannot write: {e}", out.display())))?;
+        eprintln!("wxpush: wrote the report as a page to {}", out.display());
+    }
     if json {
         let text = serde_json::to_string_pretty(&totals).unwrap_or_default();
         say!("{text}");
@@ -111,6 +153,7 @@ fn read(path: &Path) -> Result<(Totals, HashSet<u64>), Error> {
     let mut first: Option<SystemTime> = None;
     let mut last: Option<SystemTime> = None;
     let mut gave_up: BTreeMap<Option<i64>, u64> = BTreeMap::new();
+    let mut timeline = Vec::new();
     report::rows(path, true, |r| {
         t.rows += 1;
         t.requests += r.attempts;
@@ -136,13 +179,20 @@ fn read(path: &Path) -> Result<(Totals, HashSet<u64>), Error> {
         if retryable || r.status == Status::Unknown {
             retry.insert(r.row);
         }
+        let at = humantime::parse_rfc3339(r.sent_at).ok();
+        if let Some(at) = at
+            && matches!(r.status, Status::Sent | Status::Failed | Status::Unknown)
+        {
+            timeline.push((at, r.status == Status::Sent));
+        }
         if r.status == Status::Sent
-            && let Ok(at) = humantime::parse_rfc3339(r.sent_at)
+            && let Some(at) = at
         {
             first = Some(first.map_or(at, |f| f.min(at)));
             last = Some(last.map_or(at, |l| l.max(at)));
         }
     })?;
+    t.timeline = buckets(&timeline);
     t.problems = problems
         .into_iter()
         .map(|(code, (count, errmsg))| Problem {
@@ -243,6 +293,143 @@ fn readable(t: &Totals) -> String {
     }
     out
 }
+
+/// The report as one self-contained page a manager would rather look at than read: the
+/// outcomes, sends over time with failures marked, the errcodes (inline SVG, no script).
+fn page(t: &Totals) -> String {
+    use std::fmt::Write as _;
+    let esc = |s: &str| html_escape::encode_text(s).into_owned();
+    let name = t
+        .campaign
+        .clone()
+        .unwrap_or_else(|| t.report.display().to_string());
+    let mut h = String::with_capacity(32 * 1024);
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>{} · \
+         wxpush report</title><style>{PAGE_STYLE}</style></head><body><h1>{}</h1>\
+         <p class=\"sub\">{}</p>",
+        esc(&name),
+        esc(&name),
+        esc(&format!(
+            "{} · {} · {}",
+            t.report.display(),
+            counted(t.rows, "row"),
+            counted(t.requests, "request")
+        )),
+    );
+    // Outcomes: tiles, and one stacked bar.
+    let kinds = [
+        ("sent", t.sent, "#07c160"),
+        ("failed", t.failed, "#fa5151"),
+        ("unknown", t.unknown, "#ffc300"),
+        ("skipped", t.skipped, "#b2b2b2"),
+    ];
+    h.push_str("<section><h2>Outcomes</h2><div class=\"tiles\">");
+    for (what, n, colour) in kinds {
+        let _ = write!(
+            h,
+            "<div class=\"tile\" style=\"border-color:{colour}\"><b>{}</b><span>{what}</span></div>",
+            thousands(n)
+        );
+    }
+    h.push_str("</div><svg class=\"bar\" viewBox=\"0 0 1000 24\" preserveAspectRatio=\"none\">");
+    let total = kinds.iter().map(|k| k.1).sum::<u64>().max(1) as f64;
+    let mut x = 0.0;
+    for (what, n, colour) in kinds {
+        let w = n as f64 / total * 1000.0;
+        let _ = write!(
+            h,
+            "<rect x=\"{x:.1}\" width=\"{w:.1}\" height=\"24\" fill=\"{colour}\"><title>{what}: {n}</title></rect>"
+        );
+        x += w;
+    }
+    h.push_str("</svg></section>");
+    // Over time.
+    let tl = &t.timeline;
+    if !tl.counts.is_empty() {
+        let peak = tl
+            .counts
+            .iter()
+            .map(|c| c.0 + c.1)
+            .max()
+            .unwrap_or(1)
+            .max(1) as f64;
+        let n = tl.counts.len() as f64;
+        let bw = 1000.0 / n;
+        let _ = write!(
+            h,
+            "<section><h2>Sends over time</h2><p class=\"sub\">{} per bar, from {} to {}; \
+             red: failed or unknown{}</p><svg class=\"chart\" viewBox=\"0 0 1000 200\" \
+             preserveAspectRatio=\"none\">",
+            esc(&humantime::format_duration(Duration::from_secs(tl.width)).to_string()),
+            esc(t.first_send.as_deref().unwrap_or("?")),
+            esc(t.last_send.as_deref().unwrap_or("?")),
+            t.achieved_per_second
+                .map(|r| format!("; {r:.1} msgs/s achieved"))
+                .unwrap_or_default()
+        );
+        for (i, (ok, bad)) in tl.counts.iter().enumerate() {
+            let x = i as f64 * bw;
+            let ok_h = *ok as f64 / peak * 190.0;
+            let bad_h = *bad as f64 / peak * 190.0;
+            let _ = write!(
+                h,
+                "<rect x=\"{x:.2}\" y=\"{:.2}\" width=\"{:.2}\" height=\"{ok_h:.2}\" fill=\"#07c160\"/>",
+                200.0 - ok_h,
+                (bw - 0.5).max(0.5)
+            );
+            if *bad > 0 {
+                let _ = write!(
+                    h,
+                    "<rect x=\"{x:.2}\" y=\"{:.2}\" width=\"{:.2}\" height=\"{:.2}\" fill=\"#fa5151\"/>",
+                    200.0 - ok_h - bad_h.max(2.0),
+                    (bw - 0.5).max(0.5),
+                    bad_h.max(2.0)
+                );
+            }
+        }
+        h.push_str("</svg></section>");
+    }
+    // Errcodes.
+    if !t.problems.is_empty() {
+        h.push_str("<section><h2>Failed or unknown, by errcode</h2><table>");
+        let most = t.problems.iter().map(|p| p.count).max().unwrap_or(1).max(1) as f64;
+        let mut by_count: Vec<&Problem> = t.problems.iter().collect();
+        by_count.sort_by_key(|p| std::cmp::Reverse(p.count));
+        for p in by_count {
+            let code = p.errcode.map_or("—".to_owned(), |c| c.to_string());
+            let _ = write!(
+                h,
+                "<tr><td class=\"code\">{}</td><td class=\"n\">{}</td><td><svg \
+                 viewBox=\"0 0 100 10\" preserveAspectRatio=\"none\"><rect width=\"{:.1}\" \
+                 height=\"10\" fill=\"#fa5151\"/></svg></td><td>{}<br><small>{}</small></td></tr>",
+                esc(&code),
+                thousands(p.count),
+                p.count as f64 / most * 100.0,
+                esc(p.meaning),
+                esc(&p.what_to_do)
+            );
+        }
+        h.push_str("</table></section>");
+    }
+    h.push_str(
+        "<footer>wxpush report · times are China Standard Time (+08:00)</footer></body></html>\n",
+    );
+    h
+}
+
+const PAGE_STYLE: &str = "\
+body{margin:0 auto;max-width:1000px;padding:16px;font-family:-apple-system,'PingFang SC',\
+'Noto Sans CJK SC','WenQuanYi Micro Hei',sans-serif;color:#191919;background:#fafafa}\
+h1{font-size:22px;margin:8px 0 0}h2{font-size:16px;margin:0 0 10px}.sub{color:#7f7f7f;font-size:13px;margin:4px 0 12px}\
+section{background:#fff;border-radius:8px;padding:16px;margin:14px 0;box-shadow:0 1px 2px #0001}\
+.tiles{display:flex;gap:12px;margin-bottom:12px}.tile{flex:1;border-left:6px solid;padding:6px 10px}\
+.tile b{display:block;font-size:26px}.tile span{color:#7f7f7f;font-size:13px}\
+svg.bar{width:100%;height:24px}svg.chart{width:100%;height:200px;background:#f6f6f6}\
+table{width:100%;border-collapse:collapse}td{padding:6px;border-top:1px solid #eee;font-size:14px;vertical-align:top}\
+td.code{font-weight:600;width:70px}td.n{width:70px;text-align:right}td svg{width:160px;height:10px}\
+small{color:#7f7f7f}footer{color:#b2b2b2;font-size:12px;text-align:center}";
 
 /// The campaign named `name` whose reports folder holds `report`: a campaign file in the
 /// folder above it.

@@ -127,3 +127,52 @@ fn the_sandbox_page_shows_what_arrived() {
         assert!(dom.contains(text), "{text:?} not in the page");
     }
 }
+
+/// Issue 13 §6: `report --html` in a browser: the charts are drawn, and the page says the
+/// totals and the errcodes.
+#[test]
+fn the_html_report_draws_its_charts() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        fail_prefixes: vec![("o_test_0001".into(), 43004)],
+        ..Knobs::default()
+    });
+    generated(&w, 30, "rate: 1000\ntarget: mini\n");
+    w.send(&sb, &[]).expect(0);
+    let page = w.path("report.html");
+    w.cmd(&[
+        "report",
+        "reports/gen.sandbox.csv",
+        "--html",
+        page.to_str().unwrap(),
+    ])
+    .run()
+    .expect(0);
+    let html = std::fs::read_to_string(&page).unwrap();
+    for outside in ["<script", "src=", "href=", "url("] {
+        assert!(
+            !html.contains(outside),
+            "{outside} in a self-contained page"
+        );
+    }
+    let shot = w.path("report.png");
+    let screenshot = format!("--screenshot={}", shot.display());
+    let Some(_) = chromium(&[&screenshot, "--window-size=1000,900"], &page) else {
+        return;
+    };
+    let (drawn, text) = inked(&shot);
+    assert!(drawn > 0.2, "the screenshot is mostly blank: {drawn:.3}");
+    assert!(text > 0.005, "no text drawn: {text:.4} dark");
+    let dom = chromium(&["--dump-dom"], &page).unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for text in [
+        "Outcomes",
+        "Sends over time",
+        "43004",
+        "recipient does not follow the account",
+    ] {
+        assert!(dom.contains(text), "{text:?} not in the page");
+    }
+    assert!(dom.contains("<b>20</b><span>sent</span>"), "20 sent");
+    assert!(dom.contains("<b>10</b><span>failed</span>"), "10 failed");
+}
