@@ -859,7 +859,7 @@ impl Validator<'_> {
         if let Some(shape) = &shape
             && shape.content.is_some()
         {
-            self.fits(content_file, in_template.as_ref(), shape, &data)?;
+            self.fits(content_file, in_template.as_ref(), shape, &data, kind)?;
         }
 
         let vars = raw.vars.unwrap_or_default();
@@ -925,13 +925,13 @@ impl Validator<'_> {
         template: Option<&Validator<'_>>,
         shape: &Shape,
         data: &IndexMap<String, FieldSpec>,
+        kind: Kind,
     ) -> Result<(), Error> {
         let keys = shape.keys();
         if keys.is_empty() {
             return Err(content_file.err(
                 "content",
-                "has no `{{name.DATA}}` placeholder: copy it from the WeChat backend (or \
-                 `wxpush templates pull`)",
+                "has no `{{name.DATA}}` placeholder: copy it from the WeChat backend",
             ));
         }
         let title = shape
@@ -954,7 +954,13 @@ impl Validator<'_> {
                 ));
             }
         }
-        if let Some(missing) = keys.iter().find(|k| !data.contains_key(**k)) {
+        // `first` and `remark` of template messages are no longer shown (since 2023-05-04):
+        // leaving them out is what WeChat advises, not a mistake.
+        let optional = |k: &str| kind == Kind::Official && matches!(k, "first" | "remark");
+        if let Some(missing) = keys
+            .iter()
+            .find(|k| !data.contains_key(**k) && !optional(k))
+        {
             return Err(self.err(
                 "data",
                 format!(

@@ -1,5 +1,6 @@
 //! The command line: clap definitions, and [`Cli::lower`], which turns them into a
-//! [`Plan`] before anything runs. Nothing downstream sees clap's types.
+//! [`Plan`] before anything runs. Nothing downstream sees clap's types (but the shell of
+//! `completions`, which only clap_complete reads).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -108,9 +109,9 @@ pub enum Command {
         /// time with failures marked, errcodes).
         #[arg(long, value_name = "PATH")]
         html: Option<PathBuf>,
-        /// Write the recipients worth retrying (retries ran out, refused for the campaign,
-        /// or `unknown`) as a recipients CSV with their original columns (default:
-        /// reports/NAME.retry.csv).
+        /// Write the recipients worth retrying (never delivered: retries ran out, or refused
+        /// for the campaign's data; not `unknown`) as a recipients CSV with their original
+        /// columns (default: reports/retry/NAME.csv).
         #[arg(long, value_name = "PATH", num_args = 0..=1)]
         failed: Option<Option<PathBuf>>,
         /// The campaign the report belongs to (default: the campaign file of that name, one
@@ -180,21 +181,22 @@ pub struct SendArgs {
     /// Send again to the recipients recorded `unknown` (their message may have been delivered).
     #[arg(long, conflicts_with_all = ["dry_run", "restart"])]
     pub resend_unknown: bool,
-    /// Send again to the recipients whose retries ran out (system busy, network errors);
-    /// refusals for the recipient (not following, invalid openid…) are not retried.
+    /// Send again to the recipients never delivered that may pass now: retries ran out (system
+    /// busy, network errors) or refused for the campaign's data (47003, 50002); refusals for
+    /// the recipient (not following, invalid openid…) are not retried.
     #[arg(long, conflicts_with_all = ["dry_run", "restart"])]
     pub retry_failed: bool,
     /// Resume although the recipients file changed (openids with a row are still skipped).
     #[arg(long, conflicts_with_all = ["dry_run", "restart"])]
     pub resume_changed: bool,
     /// A test send: only to these openids (comma-separated), with their own row's values, or
-    /// the first row's; written to its own report (NAME.test.csv), the campaign untouched.
+    /// the first row's; written to its own report (reports/test/NAME.csv), the campaign untouched.
     #[arg(
         long,
         value_name = "OPENID,...",
         value_delimiter = ',',
         num_args = 1..,
-        conflicts_with_all = ["dry_run", "restart", "resend_unknown", "retry_failed", "resume_changed", "wait", "limit"]
+        conflicts_with_all = ["dry_run", "restart", "resend_unknown", "retry_failed", "resume_changed", "wait", "limit", "report"]
     )]
     pub to: Vec<String>,
 }
@@ -265,9 +267,15 @@ impl Cli {
     pub fn lower(self) -> Result<Plan, Error> {
         Ok(match self.command {
             Command::Init { name, target } => {
-                if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+                // Written into YAML and file names unquoted: letters, digits, `-` and `_`.
+                let plain = !name.is_empty()
+                    && !name.starts_with('-')
+                    && name
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || c == '-' || c == '_');
+                if !plain {
                     return Err(Error::Usage(format!(
-                        "`{name}` is not a plain name usable as a file name"
+                        "`{name}` is not a plain name (letters, digits, `-` and `_`)"
                     )));
                 }
                 Plan::Init {
@@ -322,12 +330,12 @@ impl SendArgs {
             Api::Remote { base, .. } if !wechat::is_loopback(base) => RunKind::WeChat,
             Api::InProcess | Api::Remote { .. } => RunKind::Sandbox,
         };
-        let to: Vec<String> = self
-            .to
-            .iter()
-            .map(|o| o.trim().to_owned())
-            .filter(|o| !o.is_empty())
-            .collect();
+        let mut to: Vec<String> = Vec::new();
+        for o in self.to.iter().map(|o| o.trim()).filter(|o| !o.is_empty()) {
+            if !to.iter().any(|t| t == o) {
+                to.push(o.to_owned());
+            }
+        }
         if !self.to.is_empty() && to.is_empty() {
             return Err(Error::Usage("--to names no openid".into()));
         }

@@ -21,6 +21,7 @@
 //!   (it implements [`dispatch::Ledger`]), and the lock that allows one run per report.
 //! - [`resume`]: report + journal → a decision (pure), then its actions.
 //! - [`progress`]: progress bar or lines, and the summary.
+//! - [`card`]: a message as the follower sees it (terminal card, HTML page).
 //! - [`plan`]: a run, resolved: paths, API, secret, rate, resume options, advice commands.
 //! - [`cli`]: clap definitions, lowered into a [`plan::Plan`].
 //! - [`run`]: one driver per mode, wiring the stages together.

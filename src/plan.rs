@@ -111,17 +111,18 @@ pub struct SendPlan {
 /// The default report path: `reports/<name>.csv` beside the campaign file for a send to
 /// WeChat, `<name>.sandbox.csv` for a send to a sandbox and `<name>.dry-run.csv` for a dry
 /// run, so neither ever looks like progress a real send would resume; a test send (`--to`)
-/// writes `<name>.test.csv` (`<name>.test.sandbox.csv`).
+/// writes into `reports/test/` (no campaign name can make it another campaign's report).
 pub fn default_report(c: &Campaign, kind: RunKind, test: bool) -> PathBuf {
-    let dir = c.path.parent().unwrap_or(Path::new("."));
+    let mut dir = c.path.parent().unwrap_or(Path::new(".")).join("reports");
+    if test {
+        dir.push("test");
+    }
     let suffix = match kind {
         RunKind::WeChat => "",
         RunKind::Sandbox => ".sandbox",
         RunKind::DryRun => ".dry-run",
     };
-    let test = if test { ".test" } else { "" };
-    dir.join("reports")
-        .join(format!("{}{test}{suffix}.csv", c.name))
+    dir.join(format!("{}{suffix}.csv", c.name))
 }
 
 /// A flag that advice adds to the run's own command.
@@ -202,7 +203,8 @@ impl SendPlan {
             Then::ResendUnknown => words.push("--resend-unknown".into()),
             Then::RetryFailed => words.push("--retry-failed".into()),
         }
-        if self.yes {
+        // The campaign itself after a test: asked for, never sent unasked.
+        if self.yes && then != Then::WholeCampaign {
             words.push("--yes".into());
         }
         let words: Vec<String> = words

@@ -9,7 +9,9 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::Mutex;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::outcome::Status;
 use crate::report::Tally;
@@ -19,6 +21,19 @@ use crate::wechat::errcode;
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
 /// Redraw interval of the progress bar (and of its rate message).
 const BAR_TICK: Duration = Duration::from_millis(200);
+
+/// The bar on the terminal now, so that a message that must be read (Ctrl-C's) can take it
+/// off the screen first: a bar redrawn under it would overwrite it.
+static ON_SCREEN: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Takes the progress bar off the terminal for good (it is not drawn again in this run).
+pub fn off_screen() {
+    let bar = ON_SCREEN.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+}
 
 /// Progress of one run over `total` recipients.
 pub struct Progress {
@@ -42,6 +57,7 @@ impl Progress {
             .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             bar.enable_steady_tick(BAR_TICK);
+            *ON_SCREEN.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
             bar
         });
         Progress {
@@ -94,8 +110,8 @@ impl Progress {
     }
 
     pub fn finish(self) {
-        if let Some(bar) = self.bar {
-            bar.finish_and_clear();
+        if self.bar.is_some() {
+            off_screen();
         }
     }
 }

@@ -172,8 +172,11 @@ pub(super) fn preview(c: &Campaign, pick: &Pick, html: Option<&Path>) -> Result<
             .and_then(|s| s.title.clone())
             .unwrap_or_else(|| c.name.clone());
         let page = card::page(&title, &c.appid, &cards);
-        std::fs::write(path, page)
-            .map_err(|e| Error::Usage(format!("{}: cannot write: {e}", path.display())))?;
+        let inputs: Vec<&Path> = [c.path.as_path(), c.recipients.as_path()]
+            .into_iter()
+            .chain(c.data.values().filter_map(|f| f.from.as_deref()))
+            .collect();
+        super::write_output(path, page.as_bytes(), &inputs)?;
         say!(
             "wrote {} as cards to {} (open it in a browser)",
             counted(cards.len() as u64, "message"),

@@ -32,16 +32,25 @@ pub fn init(name: &str, mini: bool) -> Result<(), Error> {
             taken.display()
         )));
     }
-    for (path, text) in &files {
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
+    let mut written = Vec::new();
+    let result = (|| -> std::io::Result<()> {
+        std::fs::create_dir_all("templates")?;
+        for (path, text) in &files {
             // `create_new`: a file that appeared meanwhile is not overwritten either.
             use std::io::Write as _;
-            std::fs::File::create_new(path)?.write_all(text.as_bytes())
-        };
-        write().map_err(|e| Error::Usage(format!("{}: cannot write: {e}", path.display())))?;
+            std::fs::File::create_new(path)?.write_all(text.as_bytes())?;
+            written.push(path);
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        // Ours alone (`create_new`): nothing of a failed `init` is left behind.
+        for path in written {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(Error::Usage(format!(
+            "cannot write the example campaign: {e}"
+        )));
     }
     let [(campaign, _), (csv, _), (template, _)] = &files;
     let campaign = shell_words::quote(&campaign.to_string_lossy()).into_owned();

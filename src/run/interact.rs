@@ -358,6 +358,7 @@ pub(super) fn watch_ctrl_c(stop: Arc<Stop>, plan: &SendPlan, recorded: Arc<Atomi
         if !presses.next().await {
             return;
         }
+        crate::progress::off_screen();
         eprintln!(
             "\nwxpush: interrupted: waiting for the requests in flight (Ctrl-C again to quit at once)"
         );

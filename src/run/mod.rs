@@ -21,6 +21,44 @@ macro_rules! say {
     }};
 }
 
+/// Writes `bytes` to `out` (a page or CSV a person asked for) through a temporary file renamed
+/// into place, refusing a path that names one of `inputs` (the campaign, its recipients, a
+/// report or journal): an output never replaces what wxpush reads.
+fn write_output(
+    out: &std::path::Path,
+    bytes: &[u8],
+    inputs: &[&std::path::Path],
+) -> Result<(), crate::Error> {
+    let same = |a: &std::path::Path, b: &std::path::Path| {
+        a.canonicalize()
+            .ok()
+            .is_some_and(|a| b.canonicalize().is_ok_and(|b| a == b))
+    };
+    if let Some(input) = inputs.iter().find(|i| same(out, i)) {
+        return Err(crate::Error::Usage(format!(
+            "{} is {}, which wxpush reads: write to another path",
+            out.display(),
+            input.display()
+        )));
+    }
+    let fail =
+        |e: std::io::Error| crate::Error::Usage(format!("{}: cannot write: {e}", out.display()));
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = out.with_file_name(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, out))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            fail(e)
+        })
+}
+
 /// `print!` with [`say!`]'s closed-pipe behaviour.
 macro_rules! say_raw {
     ($($arg:tt)*) => {{

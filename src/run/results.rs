@@ -86,6 +86,8 @@ fn buckets(outcomes: &[(SystemTime, bool)]) -> Timeline {
 struct Problem {
     errcode: Option<i64>,
     count: u64,
+    /// The rows are `unknown` (else `failed`).
+    unknown: bool,
     meaning: &'static str,
     /// An example errmsg (the first seen).
     errmsg: String,
@@ -100,9 +102,30 @@ pub fn report(
     campaign: Option<&Path>,
 ) -> Result<(), Error> {
     let (totals, worth_retrying) = read(path)?;
+    let journal = journal::path_for(path);
+    // The campaign first: an error then changes no file.
+    let retry = match failed {
+        Some(out) => {
+            let c = match campaign {
+                Some(p) => campaign::load(p)?,
+                None => find_campaign(path, totals.campaign.as_deref())?,
+            };
+            let out = match out.as_os_str().is_empty() {
+                true => c
+                    .path
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join("reports")
+                    .join("retry")
+                    .join(format!("{}.csv", c.name)),
+                false => out.to_owned(),
+            };
+            Some((c, out))
+        }
+        None => None,
+    };
     if let Some(out) = html {
-        std::fs::write(out, page(&totals))
-            .map_err(|e| Error::Usage(format!("{}: cannot write: {e}", out.display())))?;
+        super::write_output(out, page(&totals).as_bytes(), &[path, &journal])?;
         eprintln!("wxpush: wrote the report as a page to {}", out.display());
     }
     if json {
@@ -111,35 +134,38 @@ pub fn report(
     } else {
         say_raw!("{}", readable(&totals));
     }
-    if let Some(out) = failed {
-        let c = match campaign {
-            Some(p) => campaign::load(p)?,
-            None => find_campaign(path, totals.campaign.as_deref())?,
-        };
-        let out = match out.as_os_str().is_empty() {
-            true => c
-                .path
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join("reports")
-                .join(format!("{}.retry.csv", c.name)),
-            false => out.to_owned(),
-        };
-        let n = write_recipients(&c, &worth_retrying, &out)?;
+    if let Some((c, out)) = retry {
+        let (csv, n, missing) = recipients_csv(&c, &worth_retrying)?;
+        super::write_output(&out, &csv, &[path, &journal, &c.path, &c.recipients])?;
         // On stderr, so that `--json --failed` keeps stdout JSON.
         eprintln!(
-            "wxpush: wrote {} worth retrying to {} (the columns of {}); to send them as a \
-             campaign of their own, point `recipients:` at it",
+            "wxpush: wrote {} worth retrying to {} (the columns of {}); a campaign of its own \
+             with `recipients:` naming it (and its own `name:`) sends to them",
             counted(n, "recipient"),
             out.display(),
             c.recipients.display()
         );
+        if totals.unknown > 0 {
+            eprintln!(
+                "wxpush: the {} `unknown` are not in it: they may have been delivered (the \
+                 campaign's `--resend-unknown` sends them again, knowingly)",
+                thousands(totals.unknown)
+            );
+        }
+        if missing > 0 {
+            eprintln!(
+                "wxpush: warning: {} of the report are no longer at their row of {} (the \
+                 file changed since): left out",
+                counted(missing, "recipient"),
+                c.recipients.display()
+            );
+        }
     }
     Ok(())
 }
 
 /// The totals, and the data rows of the recipients worth sending again.
-fn read(path: &Path) -> Result<(Totals, HashSet<u64>), Error> {
+fn read(path: &Path) -> Result<(Totals, HashSet<(u64, String)>), Error> {
     let mut t = Totals {
         report: path.to_owned(),
         campaign: journal::head(&journal::path_for(path))
@@ -148,8 +174,8 @@ fn read(path: &Path) -> Result<(Totals, HashSet<u64>), Error> {
             .map(|h| h.campaign),
         ..Totals::default()
     };
-    let mut problems: BTreeMap<Option<i64>, (u64, String)> = BTreeMap::new();
-    let mut retry = HashSet::new();
+    let mut problems: BTreeMap<(bool, Option<i64>), (u64, String)> = BTreeMap::new();
+    let mut retry: HashSet<(u64, String)> = HashSet::new();
     let mut first: Option<SystemTime> = None;
     let mut last: Option<SystemTime> = None;
     let mut gave_up: BTreeMap<Option<i64>, u64> = BTreeMap::new();
@@ -167,7 +193,7 @@ fn read(path: &Path) -> Result<(Totals, HashSet<u64>), Error> {
         let code = r.errcode.parse::<i64>().ok();
         if matches!(r.status, Status::Failed | Status::Unknown) {
             let e = problems
-                .entry(code)
+                .entry((r.status == Status::Unknown, code))
                 .or_insert_with(|| (0, r.errmsg.to_owned()));
             e.0 += 1;
             if r.status == Status::Failed && is_gave_up(r.errmsg) {
@@ -176,8 +202,8 @@ fn read(path: &Path) -> Result<(Totals, HashSet<u64>), Error> {
         }
         let retryable = r.status == Status::Failed && report::retryable(r.errcode, r.errmsg);
         t.retryable += u64::from(retryable);
-        if retryable || r.status == Status::Unknown {
-            retry.insert(r.row);
+        if retryable {
+            retry.insert((r.row, r.openid.to_owned()));
         }
         let at = humantime::parse_rfc3339(r.sent_at).ok();
         if let Some(at) = at
@@ -195,11 +221,17 @@ fn read(path: &Path) -> Result<(Totals, HashSet<u64>), Error> {
     t.timeline = buckets(&timeline);
     t.problems = problems
         .into_iter()
-        .map(|(code, (count, errmsg))| Problem {
+        .map(|((unknown, code), (count, errmsg))| Problem {
             errcode: code,
             count,
+            unknown,
             meaning: code.map_or("no answer from WeChat", errcode::meaning),
-            what_to_do: what_to_do(code, gave_up.get(&code).copied().unwrap_or(0), count),
+            what_to_do: match unknown {
+                true => "may have been delivered (an answer was lost): resending risks a second \
+                         delivery (the campaign's --resend-unknown)"
+                    .into(),
+                false => what_to_do(code, gave_up.get(&code).copied().unwrap_or(0), count),
+            },
             errmsg: errmsg.split(" rid:").next().unwrap_or_default().to_owned(),
         })
         .collect();
@@ -284,11 +316,11 @@ fn readable(t: &Totals) -> String {
         }
         out.push('\n');
     }
-    if t.retryable + t.unknown > 0 {
+    if t.retryable > 0 {
         out.push_str(&format!(
-            "  `wxpush report {} --failed` writes the {} worth retrying as a recipients CSV\n",
+            "  {} worth retrying; as a recipients CSV: wxpush report {} --failed\n",
+            counted(t.retryable, "recipient"),
             shell_words::quote(&t.report.to_string_lossy()),
-            counted(t.retryable + t.unknown, "recipient")
         ));
     }
     out
@@ -465,25 +497,26 @@ fn find_campaign(report: &Path, name: Option<&str>) -> Result<Campaign, Error> {
     })
 }
 
-/// Copies the rows of `c`'s recipients file whose data row is in `rows` to `out`, with its
-/// header, as UTF-8. Returns how many.
-fn write_recipients(c: &Campaign, rows: &HashSet<u64>, out: &Path) -> Result<u64, Error> {
+/// The rows of `c`'s recipients file that are in `rows` (data row and openid both), with the
+/// file's header, as UTF-8 CSV; how many, and how many of `rows` were not found.
+fn recipients_csv(
+    c: &Campaign,
+    rows: &HashSet<(u64, String)>,
+) -> Result<(Vec<u8>, u64, u64), Error> {
     let mut from = Recipients::open(&c.recipients, crate::render::required_columns(c))?;
-    let io = |e: std::io::Error| Error::Usage(format!("{}: cannot write: {e}", out.display()));
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let mut w = csv::Writer::from_path(out).map_err(|e| io(e.into()))?;
-    w.write_record(from.headers().iter())
-        .map_err(|e| io(e.into()))?;
+    let io = |e: csv::Error| Error::Aborted(format!("writing a CSV in memory: {e}"));
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(from.headers().iter()).map_err(io)?;
     let mut n = 0;
     while let Some(row) = from.next_row() {
         let (Row::New(r) | Row::Duplicate(r)) = row?;
-        if rows.contains(&r.row) {
-            w.write_record(&r.record).map_err(|e| io(e.into()))?;
+        if rows.contains(&(r.row, r.openid.clone())) {
+            w.write_record(&r.record).map_err(io)?;
             n += 1;
         }
     }
-    w.flush().map_err(io)?;
-    Ok(n)
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::Aborted(format!("writing a CSV in memory: {e}")))?;
+    Ok((bytes, n, rows.len() as u64 - n.min(rows.len() as u64)))
 }

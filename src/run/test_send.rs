@@ -1,6 +1,6 @@
 //! `send --to OPENID,…`: the campaign's message to a few chosen openids, to see it on your
 //! own phone before the real send. Each openid gets its own CSV row's values when it has
-//! one, else the first row's. It writes its own report (`NAME.test.csv`), keeps no journal
+//! one, else the first row's. It writes its own report (`reports/test/NAME.csv`), keeps no journal
 //! and never touches the campaign's report: the real send afterwards needs no `--restart`.
 //! Every test send sends again (with a `client_msg_id` of its own), since that is what a
 //! test is for.
@@ -63,6 +63,7 @@ pub(super) async fn test_send(plan: &SendPlan) -> Result<(), Error> {
         .unwrap_or_default()
         .as_micros();
     let renderer = renderer.with_run_id(&format!("test-{stamp:x}"));
+    let own_rows: Vec<bool> = own.iter().map(Option::is_some).collect();
     let mut messages = Vec::new();
     let mut borrowed = 0;
     for (openid, r) in plan.to.iter().zip(own) {
@@ -74,6 +75,33 @@ pub(super) async fn test_send(plan: &SendPlan) -> Result<(), Error> {
             }
         });
         messages.push(renderer.render(&r)?);
+    }
+    // A test report is only ever a test report: never the campaign's, never another file.
+    if plan.report.exists() {
+        let journal = crate::journal::path_for(&plan.report);
+        if journal.exists() {
+            return Err(Error::Usage(format!(
+                "{} has a journal beside it: it is a campaign's report, not a test report",
+                plan.report.display()
+            )));
+        }
+        report::rows(&plan.report, false, |_| {}).map_err(|e| Error::Usage(e.to_string()))?;
+    }
+    if c.kind.is_subscribe() {
+        let listed: Vec<&str> = plan
+            .to
+            .iter()
+            .zip(&own_rows)
+            .filter(|(_, own)| **own)
+            .map(|(o, _)| o.as_str())
+            .collect();
+        if !listed.is_empty() {
+            eprintln!(
+                "wxpush: warning: {} in the recipients list: a test uses up the one-time \
+                 subscription, and the campaign's send to them then answers 43101",
+                listed.join(", ")
+            );
+        }
     }
     say!(
         "test send of `{}`: {} to {}{}; the campaign's report is not touched",
@@ -99,6 +127,8 @@ pub(super) async fn test_send(plan: &SendPlan) -> Result<(), Error> {
     }
     .map_err(|e| Error::Aborted(e.to_string()))?;
     let stop = Arc::new(Stop::default());
+    let recorded = Arc::new(AtomicU64::new(0));
+    interact::watch_ctrl_c(stop.clone(), plan, recorded.clone());
     let started = Instant::now();
     let via = Sending {
         client,
@@ -110,7 +140,7 @@ pub(super) async fn test_send(plan: &SendPlan) -> Result<(), Error> {
             error_threshold: c.error_threshold,
         },
         stop: stop.clone(),
-        recorded: Arc::new(AtomicU64::new(0)),
+        recorded,
     };
     let tally = pipeline::send_these(messages, writer, via).await?;
     if let Some(sb) = target.sandbox {

@@ -80,7 +80,10 @@ pub(super) fn arrived(records: &[Recorded], templates: &Templates) -> Vec<Messag
     for r in records.iter().filter(|r| r.errcode == 0) {
         let b = &r.body;
         let touser = b["touser"].as_str().unwrap_or_default().to_owned();
-        if let Some(id) = b["client_msg_id"].as_str() {
+        // The state de-duplicates `client_msg_id` on template sends only; so does this.
+        if r.path == "/cgi-bin/message/template/send"
+            && let Some(id) = b["client_msg_id"].as_str()
+        {
             let key = (touser.clone(), id.to_owned());
             if seen
                 .get(&key)
@@ -158,11 +161,16 @@ fn fill(content: &str, value: impl Fn(&str) -> String) -> Vec<String> {
 
 async fn page(AxState(sh): Shr) -> Response {
     let messages = messages(&sh);
+    // Phones in the order of their newest message; one lookup per message.
     let mut phones: Vec<(&str, Vec<&Message>)> = Vec::new();
+    let mut at: HashMap<&str, usize> = HashMap::new();
     for m in &messages {
-        match phones.iter_mut().find(|(o, _)| *o == m.touser) {
-            Some((_, list)) => list.push(m),
-            None => phones.push((&m.touser, vec![m])),
+        match at.get(m.touser.as_str()) {
+            Some(&i) => phones[i].1.push(m),
+            None => {
+                at.insert(&m.touser, phones.len());
+                phones.push((&m.touser, vec![m]));
+            }
         }
     }
     let openids: HashSet<&str> = messages.iter().map(|m| m.touser.as_str()).collect();

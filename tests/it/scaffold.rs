@@ -123,13 +123,24 @@ fn a_test_send_goes_to_the_chosen_openids_only_and_leaves_the_campaign_alone() {
     let two = sb.accepted_bodies("o_test_00002");
     assert_eq!(two[0]["data"]["thing1"]["value"], "用户2你好");
     assert_eq!(sb.stats().accepted, 2);
-    let tests = w.report("reports/gen.test.sandbox.csv");
+    let tests = w.report("reports/test/gen.sandbox.csv");
     assert_eq!(tests.len(), 2, "{tests:?}");
     assert!(!w.path("reports/gen.sandbox.csv").exists());
     // The campaign itself, as printed: everyone once (o_test_00002 has had a test too).
     let campaign = run.expect_advice("to send the campaign itself: ");
     assert!(!campaign.contains("--to"), "{campaign}");
-    w.run_advice(&campaign).expect(0);
+    // It asks before sending to everyone (the test's --yes is not carried over): on a
+    // terminal, answered yes.
+    assert!(!campaign.contains("--yes"), "{campaign}");
+    let words = shell_words::split(&campaign).unwrap();
+    let at = words.iter().position(|w| w == "wxpush").unwrap();
+    let env: Vec<(&str, &str)> = words[..at]
+        .iter()
+        .map(|a| a.split_once('=').unwrap())
+        .collect();
+    let args: Vec<&str> = words[at + 1..].iter().map(String::as_str).collect();
+    let (code, shown) = Prompted::start_with(&w, &env, &args).answer("y\n");
+    assert_eq!(code, 0, "{shown}");
     assert_eq!(w.report("reports/gen.sandbox.csv").len(), 3);
     assert_eq!(sb.accepted_bodies("o_test_00002").len(), 2);
     assert_eq!(sb.stats().accepted, 5);
@@ -176,7 +187,59 @@ fn report_reads_totals_and_writes_the_recipients_worth_retrying() {
         json.stderr
     );
     assert_eq!(
-        w.read("reports/gen.retry.csv"),
+        w.read("reports/retry/gen.csv"),
         "openid,name\no_test_00002,用户2\n"
     );
+}
+
+/// An output a person asks for never replaces what wxpush reads, and a test send never
+/// writes to a report named by hand (review of issue 13).
+#[test]
+fn outputs_never_replace_inputs() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        fail_prefixes: vec![("o_test_00001".into(), -1)],
+        ..Knobs::default()
+    });
+    generated(&w, 3, "rate: 1000\ntarget: mini\n");
+    w.send(&sb, &[]).expect(0);
+    let before = w.reports();
+    let csv = w.read("people.csv");
+    let yaml = w.read("c.yaml");
+    for args in [
+        &[
+            "report",
+            "reports/gen.sandbox.csv",
+            "--failed",
+            "people.csv",
+        ][..],
+        &[
+            "report",
+            "reports/gen.sandbox.csv",
+            "--html",
+            "reports/gen.sandbox.csv",
+        ],
+        &[
+            "report",
+            "reports/gen.sandbox.csv",
+            "--html",
+            "reports/gen.sandbox.journal",
+        ],
+        &["preview", "c.yaml", "--html", "c.yaml"],
+        &[
+            "send",
+            "c.yaml",
+            "--to",
+            "o_me",
+            "--report",
+            "reports/gen.sandbox.csv",
+            "--yes",
+        ],
+    ] {
+        w.cmd(args).against(&sb).run().expect(2);
+    }
+    assert_eq!(w.read("people.csv"), csv);
+    assert_eq!(w.read("c.yaml"), yaml);
+    assert_eq!(w.reports(), before);
+    assert_eq!(sb.stats().accepted, 2, "no test send left");
 }
