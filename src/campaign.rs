@@ -145,6 +145,34 @@ impl Shape {
         keys
     }
 
+    /// A `{{…` of the content that is not a `{{name.DATA}}` placeholder (a typo such as
+    /// `{{thing1.DAT}}`, a missing `}}`), if there is one.
+    pub fn broken_placeholder(&self) -> Option<String> {
+        let content = self.content.as_deref()?;
+        let ok = |inside: &str| {
+            inside.trim().strip_suffix(".DATA").is_some_and(|n| {
+                !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+        };
+        let mut rest = content;
+        while let Some(i) = rest.find("{{") {
+            let after = &rest[i + 2..];
+            match after.split_once("}}") {
+                Some((inside, tail)) if ok(inside) && !inside.contains("{{") => rest = tail,
+                Some((inside, _)) => return Some(format!("{{{{{inside}}}}}")),
+                None => {
+                    return Some(
+                        after
+                            .lines()
+                            .next()
+                            .map_or(String::new(), |l| format!("{{{{{l}")),
+                    );
+                }
+            }
+        }
+        None
+    }
+
     /// The content's lines, each with the fields it shows, and filled by `value(name)`.
     pub fn fill(&self, value: impl Fn(&str) -> String) -> Vec<(Vec<&str>, String)> {
         let Some(content) = &self.content else {
@@ -222,6 +250,13 @@ impl Campaign {
     /// Valid settings that probably do not do what the author expects.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.template_id == "TEMPLATE_ID_FROM_THE_WECHAT_BACKEND" {
+            out.push(
+                "`template_id` is still the placeholder `wxpush init` wrote: only the sandbox \
+                 accepts it; copy your template's ID from the WeChat backend"
+                    .to_owned(),
+            );
+        }
         if self.kind == Kind::MiniTemplate {
             out.push(
                 "WeChat retired the legacy form_id API in 2020 and answers every send with \
@@ -927,6 +962,15 @@ impl Validator<'_> {
         data: &IndexMap<String, FieldSpec>,
         kind: Kind,
     ) -> Result<(), Error> {
+        if let Some(bad) = shape.broken_placeholder() {
+            return Err(content_file.err(
+                "content",
+                format!(
+                    "`{bad}` is not a placeholder: WeChat's are `{{{{name.DATA}}}}` (copy the \
+                     content from the WeChat backend)"
+                ),
+            ));
+        }
         let keys = shape.keys();
         if keys.is_empty() {
             return Err(content_file.err(
@@ -991,6 +1035,17 @@ impl Validator<'_> {
                 let mut color = None;
                 for (k, v) in m {
                     let name = k.as_str().unwrap_or_default().to_owned();
+                    if !matches!(name.as_str(), "value" | "color" | "truncate") {
+                        let hint = nearest(&name, &["value", "color", "truncate"])
+                            .map(|n| format!(" (did you mean `{n}`?)"))
+                            .unwrap_or_default();
+                        return Err(self.err(
+                            &at,
+                            format!(
+                                "unknown key `{name}`{hint}; a field has `value`, `color` and `truncate`"
+                            ),
+                        ));
+                    }
                     if name == "truncate" {
                         let Value::Bool(b) = v else {
                             return Err(self.err(&format!("{at}.truncate"), "is true or false"));
@@ -1200,6 +1255,38 @@ mod tests {
         assert!(
             e.contains("has a field `time2` that the campaign does not fill"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn placeholder_typos_in_content_are_named_as_such() {
+        let shape = |c: &str| Shape {
+            title: None,
+            content: Some(c.to_owned()),
+        };
+        assert_eq!(shape("a {{x1.DATA}} b").broken_placeholder(), None);
+        assert_eq!(
+            shape("课程：{{thing1.DAT}}")
+                .broken_placeholder()
+                .as_deref(),
+            Some("{{thing1.DAT}}")
+        );
+        assert_eq!(
+            shape("课程：{{thing1.DATA}\n时间")
+                .broken_placeholder()
+                .as_deref(),
+            Some("{{thing1.DATA}")
+        );
+        // A misspelled sub-key of a field is named before its value's type.
+        let m = load_str(&OK.replace(
+            "first: \"{{ name }}\"",
+            "first: { value: x, trucate: true }",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            m.contains("unknown key `trucate` (did you mean `truncate`?)"),
+            "{m}"
         );
     }
 

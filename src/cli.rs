@@ -72,7 +72,7 @@ pub enum Command {
         /// The campaign YAML file.
         campaign: PathBuf,
         /// How many messages to show.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
         limit: u64,
         /// Show the recipient of this data row (1 = the row after the header).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]

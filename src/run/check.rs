@@ -159,6 +159,7 @@ pub(super) fn preview(c: &Campaign, pick: &Pick, html: Option<&Path>) -> Result<
     }
     if cards.is_empty() {
         let which = match (&pick.row, &pick.openid) {
+            (Some(n), Some(o)) => format!("no row {n} with openid `{o}`"),
             (Some(n), _) => format!("no row {n} (the last data row is {last_row})"),
             (_, Some(o)) => format!("no row with openid `{o}`"),
             _ => "no recipients".to_owned(),

@@ -110,6 +110,15 @@ pub fn report(
                 Some(p) => campaign::load(p)?,
                 None => find_campaign(path, totals.campaign.as_deref())?,
             };
+            if let Some(name) = totals.campaign.as_deref().filter(|n| *n != c.name) {
+                return Err(Error::Usage(format!(
+                    "{} is a report of campaign `{name}`, not of `{}` ({}): name its own \
+                     campaign file with --campaign",
+                    path.display(),
+                    c.name,
+                    c.path.display()
+                )));
+            }
             let out = match out.as_os_str().is_empty() {
                 true => c
                     .path
@@ -211,9 +220,7 @@ fn read(path: &Path) -> Result<(Totals, HashSet<(u64, String)>), Error> {
         {
             timeline.push((at, r.status == Status::Sent));
         }
-        if r.status == Status::Sent
-            && let Some(at) = at
-        {
+        if let Some(at) = at {
             first = Some(first.map_or(at, |f| f.min(at)));
             last = Some(last.map_or(at, |l| l.max(at)));
         }

@@ -172,6 +172,8 @@ pub fn check(key: &str, value: &str) -> Result<(), String> {
                  on the field)",
                 max - 1
             ));
+        } else if can_shorten(key) {
+            e.push_str(" (`truncate: true` on the field shortens it with \"…\")");
         }
         return Err(e);
     }

@@ -25,8 +25,15 @@ fn preview_shows_rendered_fields() {
     w.cmd(&["preview", "campaigns/vocab-reminder.yaml", "--limit", "2"])
         .run()
         .expect(0)
-        .stdout_has("data.first     石头同学,提醒您背单词啦")
+        .stdout_has("课程名称：巅峰单词800个背诵")
         .stdout_has("message 2 · row 2 · o_rbq1TOgERuflYd7PsiE9H565Op");
+    // Without the template's content: the request's fields.
+    let w = Workdir::new();
+    generated(&w, 2, "");
+    w.cmd(&["preview", "c.yaml"])
+        .run()
+        .expect(0)
+        .stdout_has("data.thing1  用户1你好");
 }
 
 /// Each case: how to break the campaign, and what the error must say.
