@@ -1069,20 +1069,11 @@ impl Validator<'_> {
                             return Err(e);
                         }
                     };
-                    match name.as_str() {
-                        "value" => value = Some(text),
-                        "color" => color = Some(text),
-                        _ => {
-                            let hint = nearest(&name, &["value", "color", "truncate"])
-                                .map(|n| format!(" (did you mean `{n}`?)"))
-                                .unwrap_or_default();
-                            return Err(self.err(
-                                &at,
-                                format!(
-                                    "unknown key `{name}`{hint}; a field has `value`, `color` and `truncate`"
-                                ),
-                            ));
-                        }
+                    // Only `value` and `color` get here (other keys were refused above).
+                    if name == "value" {
+                        value = Some(text);
+                    } else {
+                        color = Some(text);
                     }
                 }
                 let Some(value) = value else {

@@ -160,6 +160,29 @@ pub(super) fn refused(plan: &SendPlan, why: Refusal) -> Error {
     Error::Refused(Box::new((why, advice)))
 }
 
+/// Prints the summary of a run that sent (`title`: what went where); the abort, if it
+/// stopped early, as the error.
+pub(super) fn summary(
+    plan: &SendPlan,
+    title: String,
+    started: std::time::Instant,
+    tally: &Tally,
+    stop: &Stop,
+) -> Result<(), Error> {
+    let facts = crate::progress::Facts {
+        title,
+        started,
+        sending: true,
+        rate_limit: plan.rate,
+        report: &plan.report,
+    };
+    say_raw!("{}", crate::progress::summary(tally, &facts));
+    match stop.reason() {
+        Some(reason) => Err(aborted(plan, &reason, Done::Tally(tally))),
+        None => Ok(()),
+    }
+}
+
 /// The text of an aborted run: why, what to do, how to resume ([`Done`]: how far it got).
 pub(super) fn aborted(plan: &SendPlan, reason: &StopReason, done: Done) -> Error {
     let (why, code) = match reason {

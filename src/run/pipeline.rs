@@ -43,6 +43,30 @@ pub(super) struct Sending<T> {
     pub recorded: Arc<AtomicU64>,
 }
 
+impl<T: Transport> Sending<T> {
+    /// The report writer of this send, on a blocking thread, over `total` outcomes.
+    fn writer(
+        &self,
+        writer: report::Writer,
+        rx: mpsc::Receiver<Outcome>,
+        total: u64,
+    ) -> tokio::task::JoinHandle<Result<Tally, Error>> {
+        spawn_writer(writer, rx, total, self.stop.clone(), self.recorded.clone())
+    }
+
+    /// Runs the dispatcher on `input` until it ends or the run stops, outcomes to `outcomes`.
+    async fn dispatch(self, input: mpsc::Receiver<Outgoing>, outcomes: mpsc::Sender<Outcome>) {
+        let deps = dispatch::Deps {
+            client: self.client,
+            tokens: self.tokens,
+            ledger: self.ledger,
+            outcomes,
+            stop: self.stop,
+        };
+        dispatch::run(input, self.settings, deps).await;
+    }
+}
+
 /// Sends every row of `c` not done in `start` (at most `limit`), writing outcomes through
 /// `writer`; `total` rows are expected. Returns the run's tally, and how the producer ended
 /// (reported after the summary: the rows written are still worth showing).
@@ -56,21 +80,14 @@ pub(super) async fn send<T: Transport>(
 ) -> Result<(Tally, Result<(), Error>), Error> {
     let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
     let (out_tx, out_rx) = mpsc::channel(OUTCOME_QUEUE);
-    let writer = spawn_writer(writer, out_rx, total, via.stop.clone(), via.recorded);
+    let writer = via.writer(writer, out_rx, total);
     let producer = {
         let (c, out_tx) = (c.clone(), out_tx.clone());
         tokio::task::spawn_blocking(move || {
             produce(&c, &start, limit, Sink::Send(input_tx), &out_tx)
         })
     };
-    let deps = dispatch::Deps {
-        client: via.client,
-        tokens: via.tokens,
-        ledger: via.ledger,
-        outcomes: out_tx,
-        stop: via.stop,
-    };
-    dispatch::run(input_rx, via.settings, deps).await;
+    via.dispatch(input_rx, out_tx).await;
     let produced = join(producer).await;
     let tally = join(writer).await?;
     Ok((tally, produced))
@@ -86,7 +103,7 @@ pub(super) async fn send_these<T: Transport>(
     let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
     let (out_tx, out_rx) = mpsc::channel(OUTCOME_QUEUE);
     let total = messages.len() as u64;
-    let writer = spawn_writer(writer, out_rx, total, via.stop.clone(), via.recorded);
+    let writer = via.writer(writer, out_rx, total);
     let feed = tokio::spawn(async move {
         for m in messages {
             if input_tx.send(m).await.is_err() {
@@ -94,14 +111,7 @@ pub(super) async fn send_these<T: Transport>(
             }
         }
     });
-    let deps = dispatch::Deps {
-        client: via.client,
-        tokens: via.tokens,
-        ledger: via.ledger,
-        outcomes: out_tx,
-        stop: via.stop,
-    };
-    dispatch::run(input_rx, via.settings, deps).await;
+    via.dispatch(input_rx, out_tx).await;
     let _ = feed.await;
     join(writer).await
 }

@@ -182,17 +182,8 @@ impl Run {
         let written = Done::Recorded(recorded.load(Ordering::Relaxed));
         let (tally, produced) = sent.map_err(|e| interact::failed_after_start(plan, e, written))?;
         journaled.map_err(|e| interact::failed_after_start(plan, e.into(), Done::Tally(&tally)))?;
-        let facts = Facts {
-            title: format!("{}: {} → {}", c.name, describe_kind(c.kind), target.base),
-            started,
-            sending: true,
-            rate_limit: plan.rate,
-            report: &plan.report,
-        };
-        say_raw!("{}", progress::summary(&tally, &facts));
-        if let Some(reason) = stop.reason() {
-            return Err(interact::aborted(plan, &reason, Done::Tally(&tally)));
-        }
+        let title = format!("{}: {} → {}", c.name, describe_kind(c.kind), target.base);
+        interact::summary(plan, title, started, &tally, &stop)?;
         produced.map_err(|e| interact::failed_after_start(plan, e, Done::Tally(&tally)))?;
         let used = tally.outcomes();
         if self.to_send < self.v.to_send {

@@ -10,13 +10,13 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::check;
-use super::interact::{self, Done};
+use super::interact;
 use super::pipeline::{self, Sending};
 use super::send::{authenticate, connect};
 use crate::Error;
 use crate::dispatch::{Ledger, Settings, Stop};
 use crate::plan::{SendPlan, Then};
-use crate::progress::{self, Facts, counted};
+use crate::progress::counted;
 use crate::recipients::{Recipient, Row};
 use crate::report;
 
@@ -146,17 +146,8 @@ pub(super) async fn test_send(plan: &SendPlan) -> Result<(), Error> {
     if let Some(sb) = target.sandbox {
         sb.shutdown().await;
     }
-    let facts = Facts {
-        title: format!("{}: test send → {}", c.name, target.base),
-        started,
-        sending: true,
-        rate_limit: plan.rate,
-        report: &plan.report,
-    };
-    say_raw!("{}", progress::summary(&tally, &facts));
-    if let Some(reason) = stop.reason() {
-        return Err(interact::aborted(plan, &reason, Done::Tally(&tally)));
-    }
+    let title = format!("{}: test send → {}", c.name, target.base);
+    interact::summary(plan, title, started, &tally, &stop)?;
     say!(
         "  to send the campaign itself: {}",
         plan.command(Then::WholeCampaign, None)
