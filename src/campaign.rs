@@ -127,19 +127,13 @@ pub struct Shape {
 impl Shape {
     /// The field names of `content`, in order: the `name` of each `{{name.DATA}}`.
     pub fn keys(&self) -> Vec<&str> {
-        let Some(content) = &self.content else {
-            return Vec::new();
-        };
+        // The names `fill` finds, line by line: one reading of the placeholders.
         let mut keys = Vec::new();
-        for piece in content.split("{{").skip(1) {
-            let Some((inside, _)) = piece.split_once("}}") else {
-                continue;
-            };
-            if let Some(name) = inside.trim().strip_suffix(".DATA")
-                && !name.is_empty()
-                && !keys.contains(&name)
-            {
-                keys.push(name);
+        for (names, _) in self.fill(|_| String::new()) {
+            for name in names.into_iter().filter(|n| !n.is_empty()) {
+                if !keys.contains(&name) {
+                    keys.push(name);
+                }
             }
         }
         keys

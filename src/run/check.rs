@@ -135,26 +135,24 @@ pub(super) fn preview(c: &Campaign, pick: &Pick, html: Option<&Path>) -> Result<
             continue;
         }
         let heading = format!("message {} · row {} · {}", cards.len() + 1, r.row, r.openid);
-        let card = match renderer.render(&r) {
+        // Without the template's content, the request's fields say more in the terminal.
+        let shapeless = c.shape.as_ref().is_none_or(|s| s.content.is_none());
+        let (card, fields) = match renderer.render(&r) {
             Ok(msg) => {
-                // Without the template's content, the request's fields say more.
-                if c.shape.as_ref().is_none_or(|s| s.content.is_none()) && html.is_none() {
-                    say!("── {heading} ──");
-                    say_raw!("{}", readable(&msg));
-                } else if html.is_none() {
-                    say_raw!("{}", Card::of(c, &msg, heading.clone()).text());
-                }
-                Card::of(c, &msg, heading)
+                let fields = shapeless.then(|| readable(&msg));
+                (Card::of(c, &msg, heading.clone()), fields)
             }
             Err(e) => {
                 invalid += 1;
-                let card = Card::invalid(heading, e.to_string());
-                if html.is_none() {
-                    say_raw!("{}", card.text());
-                }
-                card
+                (Card::invalid(heading.clone(), e.to_string()), None)
             }
         };
+        if html.is_none() {
+            match fields {
+                Some(text) => say_raw!("── {heading} ──\n{text}"),
+                None => say_raw!("{}", card.text()),
+            }
+        }
         cards.push(card);
     }
     if cards.is_empty() {
