@@ -202,14 +202,11 @@ pub(super) fn aborted(plan: &SendPlan, reason: &StopReason, done: Done) -> Error
         StopReason::Interrupted => ("interrupted".to_owned(), None),
     };
     let mut msg = format!("run aborted: {why}");
-    let classic = plan.campaign.token_api == crate::campaign::TokenApi::Classic;
-    if matches!(reason, StopReason::Token(_)) && code == Some(45009) && classic {
-        // `/cgi-bin/token` has a daily limit of its own; the stable token has another.
-        msg.push_str(
-            "\n  what to do: the daily limit of /cgi-bin/token is used up; set `token_api: \
-             stable` (the default) in the campaign: /cgi-bin/stable_token has a limit of its own",
-        );
-    } else if let Some(advice) = code.and_then(errcode::advice) {
+    let advice = match reason {
+        StopReason::Token(e) => e.advice(),
+        _ => code.and_then(errcode::advice),
+    };
+    if let Some(advice) = advice {
         msg.push_str(&format!("\n  what to do: {advice}"));
     }
     Error::Aborted(msg + &how_to_go_on(plan, done))

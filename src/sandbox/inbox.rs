@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
+use super::validate::Endpoint;
 use super::{Recorded, Shared, Shr, Templates, json_response, require};
 
 /// Phones on the page, most recently messaged first, and messages per phone.
@@ -79,9 +80,10 @@ pub(super) fn arrived(records: &[Recorded], templates: &Templates) -> Vec<Messag
     let mut out = Vec::new();
     for r in records.iter().filter(|r| r.errcode == 0) {
         let b = &r.body;
+        let endpoint = Endpoint::ALL.into_iter().find(|e| e.path() == r.path);
         let touser = b["touser"].as_str().unwrap_or_default().to_owned();
         // The state de-duplicates `client_msg_id` on template sends only; so does this.
-        if r.path == "/cgi-bin/message/template/send"
+        if endpoint == Some(Endpoint::Template)
             && let Some(id) = b["client_msg_id"].as_str()
         {
             let key = (touser.clone(), id.to_owned());
@@ -119,9 +121,9 @@ pub(super) fn arrived(records: &[Recorded], templates: &Templates) -> Vec<Messag
                 b["miniprogram"]["pagepath"].as_str().unwrap_or("")
             )
         });
-        let opens = match r.path.as_str() {
-            "/cgi-bin/message/template/send" => mini.or_else(|| text("url")),
-            "/cgi-bin/message/subscribe/bizsend" => mini.or_else(|| text("page")),
+        let opens = match endpoint {
+            Some(Endpoint::Template) => mini.or_else(|| text("url")),
+            Some(Endpoint::Bizsend) => mini.or_else(|| text("page")),
             _ => text("page").map(|p| format!("mini program page {p}")),
         };
         out.push(Message {

@@ -64,7 +64,12 @@ impl fmt::Debug for Token {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("the token endpoint answered {errcode} ({}): {errmsg}", errcode::meaning(*errcode))]
-    Rejected { errcode: i64, errmsg: String },
+    Rejected {
+        errcode: i64,
+        errmsg: String,
+        /// The endpoint that answered.
+        api: TokenApi,
+    },
     #[error("cannot reach the token endpoint: {0}")]
     Transport(String),
     #[error(
@@ -78,6 +83,22 @@ impl Error {
         match self {
             Error::Rejected { errcode, .. } => Some(*errcode),
             _ => None,
+        }
+    }
+
+    /// What the user can do: the errcode's advice, except where the endpoint changes it.
+    pub fn advice(&self) -> Option<&'static str> {
+        match self {
+            // `/cgi-bin/token` has a daily limit of its own; the stable token has another.
+            Error::Rejected {
+                errcode: 45009,
+                api: TokenApi::Classic,
+                ..
+            } => Some(
+                "the daily limit of /cgi-bin/token is used up; set `token_api: stable` (the \
+                 default) in the campaign: /cgi-bin/stable_token has a limit of its own",
+            ),
+            e => e.errcode().and_then(errcode::advice),
         }
     }
 }
@@ -216,6 +237,7 @@ impl Tokens {
                 return Err(Error::Rejected {
                     errcode: reply.errcode,
                     errmsg: reply.errmsg,
+                    api: self.api,
                 });
             }
         };
