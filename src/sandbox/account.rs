@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::validate::Reject;
-use super::{Quota, Shared, Shr, error_response, json_response, query_get, require};
+use super::{Quota, Shared, Shr, error_response, json_response, object, query_get, require};
 
 /// An Official Account template, as `get_all_private_template` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,17 +142,6 @@ pub(super) fn routes(r: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
 fn authorized(sh: &Shared, q: Option<&str>) -> Result<(), Reject> {
     let token = q.and_then(|q| query_get(q, "access_token"));
     sh.lock().check_token(token.as_deref(), Instant::now())
-}
-
-/// A JSON object body: 44002 when empty, 47001 when not an object.
-fn object(body: &[u8]) -> Result<serde_json::Map<String, Value>, Reject> {
-    if body.is_empty() {
-        return Err(Reject::empty_body());
-    }
-    match serde_json::from_slice(body) {
-        Ok(Value::Object(o)) => Ok(o),
-        _ => Err(Reject::format("body must be a JSON object")),
-    }
 }
 
 fn answer<T: Serialize>(result: Result<T, Reject>) -> Response {

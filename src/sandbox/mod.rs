@@ -461,14 +461,7 @@ impl StableRequest {
     /// 47001 for a body that is not a JSON object or has a field of the wrong
     /// type; unknown fields are ignored.
     fn parse(body: &[u8]) -> Result<StableRequest, Reject> {
-        if body.is_empty() {
-            return Err(Reject::empty_body());
-        }
-        let v: Value =
-            serde_json::from_slice(body).map_err(|_| Reject::format("body is not JSON"))?;
-        let Value::Object(mut obj) = v else {
-            return Err(Reject::format("body must be a JSON object"));
-        };
+        let mut obj = object(body)?;
         let mut string = |key: &str| match obj.remove(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -492,6 +485,18 @@ impl StableRequest {
             secret,
             force_refresh,
         })
+    }
+}
+
+/// A POST body that must be a JSON object: 44002 when empty, 47001 when it is not one.
+fn object(body: &[u8]) -> Result<serde_json::Map<String, Value>, Reject> {
+    if body.is_empty() {
+        return Err(Reject::empty_body());
+    }
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(o)) => Ok(o),
+        Ok(_) => Err(Reject::format("body must be a JSON object")),
+        Err(_) => Err(Reject::format("body is not JSON")),
     }
 }
 
