@@ -291,7 +291,7 @@ fn readable(t: &Totals) -> String {
             t.unknown,
             "no answer came back: may have been delivered",
         ),
-        ("skipped", t.skipped, "repeated openids, sent once"),
+        ("skipped", t.skipped, "repeated openids, each sent once"),
         ("dry_run", t.dry_run, "rendered, not sent"),
     ];
     for (what, n, why) in rows {
@@ -300,7 +300,8 @@ fn readable(t: &Totals) -> String {
         }
     }
     out.push_str(&format!(
-        "  {} in the report, {}\n",
+        "  {} in the report, {} recorded in them (a row dropped by --retry-failed or \
+         --resend-unknown takes its requests with it)\n",
         counted(t.rows, "row"),
         counted(t.requests, "request")
     ));
