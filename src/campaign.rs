@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
+use crate::timezone::UtcOffset;
 use crate::wechat::message::Endpoint;
 pub use crate::wechat::token::TokenApi;
 
@@ -238,6 +239,8 @@ pub struct Campaign {
     pub rate: u32,
     pub concurrency: usize,
     pub error_threshold: f64,
+    /// The offset the report's times are written at (`utc_offset`, default `+08:00`).
+    pub utc_offset: UtcOffset,
 }
 
 impl Campaign {
@@ -347,6 +350,7 @@ const CAMPAIGN_KEYS: &[&str] = &[
     "rate",
     "concurrency",
     "error_threshold",
+    "utc_offset",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -375,6 +379,7 @@ struct RawCampaign {
     rate: Option<u32>,
     concurrency: Option<usize>,
     error_threshold: Option<f64>,
+    utc_offset: Option<String>,
 }
 
 /// Keys of a reusable message template (`templates/NAME.yaml`).
@@ -922,6 +927,19 @@ impl Validator<'_> {
             ));
         }
 
+        let utc_offset = match raw.utc_offset.as_deref() {
+            None => UtcOffset::CHINA,
+            Some(o) => UtcOffset::parse(o).ok_or_else(|| {
+                self.err(
+                    "utc_offset",
+                    format!(
+                        "`{o}` is not an offset from UTC: write it as \"+08:00\" (China; \
+                         Asia/Shanghai), \"+09:00\", \"-05:00\"…"
+                    ),
+                )
+            })?,
+        };
+
         Ok(Campaign {
             name,
             path: self.path.to_owned(),
@@ -943,6 +961,7 @@ impl Validator<'_> {
             rate,
             concurrency,
             error_threshold,
+            utc_offset,
         })
     }
 

@@ -8,6 +8,7 @@
 //! Modules in pipeline order; every edge points up this list (`cargo modules`-style: no
 //! module uses one below it), and the leaves use nothing of the crate:
 //! - [`outcome`] (leaf): [`outcome::Status`] and [`outcome::Outcome`], a report row.
+//! - [`timezone`] (leaf): the fixed UTC offset reports show times at.
 //! - [`appendfile`] (leaf): append-only line files: torn-line cut, group fsync.
 //! - [`wechat`] (leaf): the HTTP API: client, tokens, errcode table, message bodies, field rules.
 //! - [`sandbox`] (leaf): the WeChat API emulator on 127.0.0.1; it imports nothing of the client.
@@ -41,6 +42,7 @@ pub mod report;
 pub mod resume;
 pub mod run;
 pub mod sandbox;
+pub mod timezone;
 pub mod wechat;
 
 use std::process::ExitCode;

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::appendfile::{self, GroupSync};
 use crate::outcome::{self, Outcome, Status};
 use crate::recipients::key;
+use crate::timezone::UtcOffset;
 
 /// The columns every report starts with; later columns are extra.
 pub const COLUMNS: [&str; 9] = [
@@ -29,6 +30,9 @@ pub const COLUMNS: [&str; 9] = [
 ];
 /// The extra column of a dry run: the exact JSON body that would be POSTed.
 pub const PAYLOAD: &str = "payload";
+/// A report starts with a UTF-8 byte-order mark: without it, Excel reads UTF-8 as the
+/// system's code page (Chinese errmsgs and openids garbled). Every CSV reader skips it.
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Sync to disk after this many rows even within [`appendfile::SYNC_EVERY`]: at high rates
 /// a power cut then loses at most this many outcomes.
 const SYNC_ROWS: usize = 1000;
@@ -46,6 +50,7 @@ pub struct Writer {
     path: PathBuf,
     csv: csv::Writer<BufWriter<File>>,
     payload: bool,
+    offset: UtcOffset,
     sync: GroupSync,
     tally: Tally,
 }
@@ -76,7 +81,8 @@ impl Tally {
 
 impl Writer {
     /// Starts a new report at `path` (parent directories created), replacing any file there.
-    pub fn create(path: &Path, payload: bool) -> Result<Self, Error> {
+    /// Times are written at `offset`.
+    pub fn create(path: &Path, payload: bool, offset: UtcOffset) -> Result<Self, Error> {
         let io_err = |source| Error::Io {
             path: path.to_owned(),
             source,
@@ -84,8 +90,9 @@ impl Writer {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io_err)?;
         }
-        let file = File::create(path).map_err(io_err)?;
-        let mut w = Self::over(path, file, payload);
+        let mut file = File::create(path).map_err(io_err)?;
+        io::Write::write_all(&mut file, BOM).map_err(io_err)?;
+        let mut w = Self::over(path, file, payload, offset);
         let mut header: Vec<&str> = COLUMNS.to_vec();
         if payload {
             header.push(PAYLOAD);
@@ -96,21 +103,22 @@ impl Writer {
     }
 
     /// Continues the report at `path`, which [`read`] has checked.
-    pub fn append(path: &Path) -> Result<Self, Error> {
+    pub fn append(path: &Path, offset: UtcOffset) -> Result<Self, Error> {
         let file = appendfile::open(path).map_err(|source| Error::Io {
             path: path.to_owned(),
             source,
         })?;
-        Ok(Self::over(path, file, false))
+        Ok(Self::over(path, file, false, offset))
     }
 
-    fn over(path: &Path, file: File, payload: bool) -> Self {
+    fn over(path: &Path, file: File, payload: bool, offset: UtcOffset) -> Self {
         Writer {
             path: path.to_owned(),
             csv: csv::WriterBuilder::new()
                 .has_headers(false)
                 .from_writer(BufWriter::with_capacity(1 << 20, file)),
             payload,
+            offset,
             sync: GroupSync::new(SYNC_ROWS),
             tally: Tally::default(),
         }
@@ -123,11 +131,11 @@ impl Writer {
     /// Buffers one row; [`Writer::flush`] makes it durable.
     pub fn write(&mut self, o: &Outcome) -> Result<(), Error> {
         let errcode = o.errcode.map(|c| c.to_string()).unwrap_or_default();
-        let msgid = o.msgid.map(|m| m.to_string()).unwrap_or_default();
+        let msgid = o.msgid.map(as_text).unwrap_or_default();
         let attempts = o.attempts.to_string();
         let sent_at = o
             .sent_at
-            .map(|t| humantime::format_rfc3339_millis(t).to_string())
+            .map(|t| self.offset.rfc3339_millis(t))
             .unwrap_or_default();
         let latency = o
             .latency
@@ -222,6 +230,19 @@ impl Writer {
 /// Report cells are one line each, so a report opens cleanly in a spreadsheet.
 fn one_line(s: &str) -> String {
     s.replace(['\n', '\r'], " ")
+}
+
+/// A msgid as a spreadsheet's text: `="3717005636572528642"`. Written as a bare number,
+/// Excel shows 3.71701E+18 and keeps 15 of its 19 digits.
+fn as_text(msgid: u64) -> String {
+    format!("=\"{msgid}\"")
+}
+
+/// The msgid in a cell that [`as_text`] wrote (or a bare one, as older reports have it).
+fn from_text(cell: &str) -> &str {
+    cell.strip_prefix("=\"")
+        .and_then(|c| c.strip_suffix('"'))
+        .unwrap_or(cell)
 }
 
 /// A report row named by its recipient.
@@ -331,13 +352,19 @@ pub fn drop_rows(path: &Path, which: DropRows) -> Result<u64, Error> {
     let mut file = File::open(path).map_err(io_err)?;
     let whole = appendfile::whole_lines_len(&mut file).map_err(io_err)?;
     file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    let mut head = [0; 3];
+    let had_bom = file.read_exact(&mut head).is_ok() && head == BOM;
+    file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    // The reader skips the BOM; the rewritten report keeps it.
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(false)
         .from_reader(file.take(whole));
-    let mut w = csv::WriterBuilder::new()
-        .flexible(true)
-        .from_writer(BufWriter::new(File::create(&tmp).map_err(io_err)?));
+    let mut out = BufWriter::new(File::create(&tmp).map_err(io_err)?);
+    if had_bom {
+        io::Write::write_all(&mut out, BOM).map_err(io_err)?;
+    }
+    let mut w = csv::WriterBuilder::new().flexible(true).from_writer(out);
     let mut dropped = 0;
     let mut rec = csv::StringRecord::new();
     let mut first = true;
@@ -375,9 +402,11 @@ pub struct RowView<'a> {
     /// As written: empty when there was no WeChat answer.
     pub errcode: &'a str,
     pub errmsg: &'a str,
+    /// The digits alone.
     pub msgid: &'a str,
     pub attempts: u64,
-    /// RFC 3339, UTC; empty when nothing was sent.
+    /// RFC 3339 (at the campaign's offset; UTC in older reports); empty when nothing was
+    /// sent. See [`crate::timezone::parse`].
     pub sent_at: &'a str,
     /// The recipient's data row in the recipients CSV.
     pub row: u64,
@@ -453,7 +482,7 @@ pub fn rows(
             status,
             errcode: &record[2],
             errmsg: &record[3],
-            msgid: &record[4],
+            msgid: from_text(&record[4]),
             attempts: record[5].parse().unwrap_or(0),
             sent_at: &record[6],
             row,
@@ -474,7 +503,7 @@ mod tests {
     fn written_rows_are_read_back_as_done() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/r.csv");
-        let mut w = Writer::create(&path, false).unwrap();
+        let mut w = Writer::create(&path, false, UtcOffset::CHINA).unwrap();
         w.write(&outcome("a", 1, Status::Sent)).unwrap();
         w.write(&outcome("b", 2, Status::Failed)).unwrap();
         w.write(&outcome("a", 3, Status::Skipped)).unwrap();
@@ -484,19 +513,46 @@ mod tests {
         assert!(done.has_openid("a") && done.has_openid("b") && !done.has_openid("c"));
         assert!(done.has_skipped_row(3) && !done.has_skipped_row(1));
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(
-            text.starts_with(
-                "openid,status,errcode,errmsg,msgid,attempts,sent_at,latency_ms,row\n"
-            )
-        );
+        assert!(text.starts_with(
+            "\u{feff}openid,status,errcode,errmsg,msgid,attempts,sent_at,latency_ms,row\n"
+        ));
         assert!(text.contains("multi line"), "{text}");
+    }
+
+    #[test]
+    fn a_spreadsheet_keeps_the_msgid_and_sees_local_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let mut w = Writer::create(&path, false, UtcOffset::parse("+09:00").unwrap()).unwrap();
+        let mut o = outcome("a", 1, Status::Sent);
+        o.msgid = Some(3717005636572528642);
+        o.sent_at = Some(humantime::parse_rfc3339("2026-12-02T03:38:23.042Z").unwrap());
+        w.write(&o).unwrap();
+        w.finish().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(",\"=\"\"3717005636572528642\"\"\",0,2026-12-02T12:38:23.042+09:00,"),
+            "{text}"
+        );
+        let mut seen = Vec::new();
+        rows(&path, false, |r| {
+            seen.push((r.msgid.to_owned(), r.sent_at.to_owned()))
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            [(
+                "3717005636572528642".to_owned(),
+                "2026-12-02T12:38:23.042+09:00".to_owned()
+            )]
+        );
     }
 
     #[test]
     fn a_partial_last_line_is_cut_before_appending() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.csv");
-        let mut w = Writer::create(&path, false).unwrap();
+        let mut w = Writer::create(&path, false, UtcOffset::CHINA).unwrap();
         w.write(&outcome("a", 1, Status::Sent)).unwrap();
         w.finish().unwrap();
         drop(w);
@@ -508,7 +564,7 @@ mod tests {
         std::fs::write(&path, format!("{text}nt,,,,1,,,2")).unwrap();
         assert!(!read(&path).unwrap().has_openid("b"));
         assert_eq!(read(&path).unwrap().rows, 1);
-        let mut w = Writer::append(&path).unwrap();
+        let mut w = Writer::append(&path, UtcOffset::CHINA).unwrap();
         w.write(&outcome("c", 3, Status::Sent)).unwrap();
         w.finish().unwrap();
         let done = read(&path).unwrap();
@@ -520,7 +576,7 @@ mod tests {
     fn unknown_rows_can_be_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.csv");
-        let mut w = Writer::create(&path, false).unwrap();
+        let mut w = Writer::create(&path, false, UtcOffset::CHINA).unwrap();
         w.write(&outcome("a", 1, Status::Sent)).unwrap();
         w.write(&outcome("b", 2, Status::Unknown)).unwrap();
         w.finish().unwrap();
@@ -536,14 +592,18 @@ mod tests {
         let done = read(&path).unwrap();
         assert_eq!(done.rows, 1);
         assert!(!done.has_openid("b") && !done.has_openid("c"));
-        assert!(std::fs::read_to_string(&path).unwrap().ends_with('\n'));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.ends_with('\n') && text.starts_with("\u{feff}openid,"),
+            "{text}"
+        );
     }
 
     #[test]
     fn dry_run_reports_are_not_resumed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.csv");
-        let mut w = Writer::create(&path, true).unwrap();
+        let mut w = Writer::create(&path, true, UtcOffset::CHINA).unwrap();
         w.finish().unwrap();
         assert!(read(&path).unwrap_err().to_string().contains("dry-run"));
     }

@@ -25,6 +25,7 @@ use crate::journal::{self, Header, InDoubt, Journal, Lock, RunKind};
 use crate::outcome::{Outcome, Status};
 use crate::recipients::key;
 use crate::report::{self, Done, DropRows, RowRef};
+use crate::timezone::UtcOffset;
 use crate::wechat::message::DEDUP_WINDOW;
 
 /// What the user asked for.
@@ -463,11 +464,12 @@ pub fn apply(
     report_path: &Path,
     lock: Option<Lock>,
     now: SystemTime,
+    offset: UtcOffset,
 ) -> Result<Opened, Error> {
     let journal_path = journal::path_for(report_path);
     let fresh = |lock, set_aside| -> Result<Opened, Error> {
         let journal = Journal::create(&journal_path, lock, &start.header)?;
-        let report = report::Writer::create(report_path, false)?;
+        let report = report::Writer::create(report_path, false, offset)?;
         Ok(Opened {
             journal,
             report,
@@ -507,19 +509,19 @@ pub fn apply(
             Action::DropRows(which) => {
                 report::drop_rows(report_path, *which)?;
             }
-            Action::RecordUnknown(unknown) => record_unknown(report_path, unknown)?,
+            Action::RecordUnknown(unknown) => record_unknown(report_path, unknown, offset)?,
         }
     }
     Ok(Opened {
         journal,
-        report: report::Writer::append(report_path)?,
+        report: report::Writer::append(report_path, offset)?,
         set_aside: None,
     })
 }
 
 /// Records the sends the previous run left in flight as `unknown`.
-fn record_unknown(report_path: &Path, unknown: &[InDoubt]) -> Result<(), Error> {
-    let mut writer = report::Writer::append(report_path)?;
+fn record_unknown(report_path: &Path, unknown: &[InDoubt], offset: UtcOffset) -> Result<(), Error> {
+    let mut writer = report::Writer::append(report_path, offset)?;
     for d in unknown {
         let why = "in flight when the previous run stopped: may or may not have been delivered";
         let mut o = Outcome::unsent(d.row, d.openid.clone(), Status::Unknown, why.into());

@@ -17,11 +17,8 @@ use crate::outcome::{Status, is_gave_up};
 use crate::progress::{counted, thousands};
 use crate::recipients::{Recipients, Row};
 use crate::report;
+use crate::timezone::{self, UtcOffset};
 use crate::wechat::errcode;
-
-/// Times are shown at this offset from UTC: China Standard Time (Asia/Shanghai has had no
-/// daylight saving since 1991), where WeChat's users are.
-const SHOWN_OFFSET: Duration = Duration::from_secs(8 * 3600);
 
 /// The totals of a report.
 #[derive(Debug, Default, Serialize)]
@@ -47,6 +44,10 @@ struct Totals {
     /// Outcomes over time, for the chart.
     #[serde(skip)]
     timeline: Timeline,
+    /// The offset times are shown at: the report's own (its campaign's `utc_offset`), or
+    /// China's for a report that wrote UTC.
+    #[serde(skip)]
+    offset: UtcOffset,
 }
 
 /// Outcomes per time bucket, from the first outcome on.
@@ -188,6 +189,7 @@ fn read(path: &Path) -> Result<(Totals, HashSet<(u64, String)>), Error> {
     let mut first: Option<SystemTime> = None;
     let mut last: Option<SystemTime> = None;
     let mut gave_up: BTreeMap<Option<i64>, u64> = BTreeMap::new();
+    let mut offset = None;
     let mut timeline = Vec::new();
     report::rows(path, true, |r| {
         t.rows += 1;
@@ -214,7 +216,10 @@ fn read(path: &Path) -> Result<(Totals, HashSet<(u64, String)>), Error> {
         if retryable {
             retry.insert((r.row, r.openid.to_owned()));
         }
-        let at = humantime::parse_rfc3339(r.sent_at).ok();
+        let at = timezone::parse(r.sent_at).map(|(at, o)| {
+            offset = o.or(offset);
+            at
+        });
         if let Some(at) = at
             && matches!(r.status, Status::Sent | Status::Failed | Status::Unknown)
         {
@@ -242,8 +247,9 @@ fn read(path: &Path) -> Result<(Totals, HashSet<(u64, String)>), Error> {
             errmsg: errmsg.split(" rid:").next().unwrap_or_default().to_owned(),
         })
         .collect();
-    t.first_send = first.map(shown);
-    t.last_send = last.map(shown);
+    t.offset = offset.unwrap_or_default();
+    t.first_send = first.map(|at| t.offset.readable(at));
+    t.last_send = last.map(|at| t.offset.readable(at));
     if let (Some(f), Some(l)) = (first, last) {
         let secs = l.duration_since(f).unwrap_or_default().as_secs_f64();
         t.achieved_per_second = (secs > 0.0 && t.sent > 1).then(|| (t.sent - 1) as f64 / secs);
@@ -270,12 +276,6 @@ fn what_to_do(code: Option<i64>, gave_up: u64, count: u64) -> String {
             None => "about the recipient: not sent again".into(),
         },
     }
-}
-
-/// An RFC 3339 time at [`SHOWN_OFFSET`]: `2026-12-02 11:38:23 +08:00`.
-fn shown(at: SystemTime) -> String {
-    let local = humantime::format_rfc3339_seconds(at + SHOWN_OFFSET).to_string();
-    format!("{} +08:00", local.trim_end_matches('Z').replace('T', " "))
 }
 
 fn readable(t: &Totals) -> String {
@@ -453,8 +453,10 @@ fn page(t: &Totals) -> String {
         }
         h.push_str("</table></section>");
     }
-    h.push_str(
-        "<footer>wxpush report · times are China Standard Time (+08:00)</footer></body></html>\n",
+    let _ = writeln!(
+        h,
+        "<footer>wxpush report · times are at UTC{}</footer></body></html>",
+        t.offset
     );
     h
 }
@@ -506,14 +508,15 @@ fn find_campaign(report: &Path, name: Option<&str>) -> Result<Campaign, Error> {
 }
 
 /// The rows of `c`'s recipients file that are in `rows` (data row and openid both), with the
-/// file's header, as UTF-8 CSV; how many, and how many of `rows` were not found.
+/// file's header, as UTF-8 CSV with a BOM (like the report, so that Excel shows it right
+/// whatever the original's encoding); how many, and how many of `rows` were not found.
 fn recipients_csv(
     c: &Campaign,
     rows: &HashSet<(u64, String)>,
 ) -> Result<(Vec<u8>, u64, u64), Error> {
     let mut from = Recipients::open(&c.recipients, crate::render::required_columns(c))?;
     let io = |e: csv::Error| Error::Aborted(format!("writing a CSV in memory: {e}"));
-    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut w = csv::Writer::from_writer(report::BOM.to_vec());
     w.write_record(from.headers().iter()).map_err(io)?;
     let mut n = 0;
     while let Some(row) = from.next_row() {

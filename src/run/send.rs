@@ -57,7 +57,13 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
     if resume::fingerprint(&plan.campaign)? != start.header.recipients {
         return Err(interact::changed_meanwhile(plan));
     }
-    let opened = match resume::apply(&start, &plan.report, lock, SystemTime::now()) {
+    let opened = match resume::apply(
+        &start,
+        &plan.report,
+        lock,
+        SystemTime::now(),
+        plan.campaign.utc_offset,
+    ) {
         Ok(opened) => opened,
         // Another run started this report (fresh) while this one got ready.
         Err(resume::Error::Journal(e @ journal::Error::Claimed { .. })) => {
@@ -229,7 +235,13 @@ fn nothing_left(
 ) -> Result<(), Error> {
     if !start.actions.is_empty() || v.duplicates_to_report > 0 {
         let record = || -> Result<(), Error> {
-            let mut opened = resume::apply(start, &plan.report, lock, SystemTime::now())?;
+            let mut opened = resume::apply(
+                start,
+                &plan.report,
+                lock,
+                SystemTime::now(),
+                plan.campaign.utc_offset,
+            )?;
             if v.duplicates_to_report > 0 {
                 // A run stopped between a recipient's last row and its repeats.
                 pipeline::record_skipped(&plan.campaign, &start.done, &mut opened.report)?;
@@ -302,7 +314,7 @@ async fn dry_run(plan: &SendPlan) -> Result<(), Error> {
     let limit = plan.limit.unwrap_or(u64::MAX);
     let total = v.to_send.min(limit) + v.duplicates_to_report;
     let started = Instant::now();
-    let writer = report::Writer::create(&plan.report, true)?;
+    let writer = report::Writer::create(&plan.report, true, plan.campaign.utc_offset)?;
     // A dry run shows the exact bodies, `client_msg_id` included (that of a fresh run).
     let header = Header::new(
         &c.name,

@@ -122,8 +122,8 @@ pub(super) async fn test_send(plan: &SendPlan) -> Result<(), Error> {
     interact::confirm(plan, &counts, &target.base)?;
     let (client, tokens) = authenticate(plan, &target).await?;
     let writer = match plan.report.exists() {
-        true => report::Writer::append(&plan.report),
-        false => report::Writer::create(&plan.report, false),
+        true => report::Writer::append(&plan.report, c.utc_offset),
+        false => report::Writer::create(&plan.report, false, c.utc_offset),
     }
     .map_err(|e| Error::Aborted(e.to_string()))?;
     let stop = Arc::new(Stop::default());

@@ -75,6 +75,16 @@ fn bad_inputs_exit_2_name_the_culprit_and_send_nothing() {
         ),
         ("malformed yaml", "name: [t\n", PEOPLE, &["c.yaml:"]),
         (
+            "a zone name as the report's offset",
+            &format!("utc_offset: Asia/Shanghai\n{GOOD}"),
+            PEOPLE,
+            &[
+                "c.yaml:1",
+                "`Asia/Shanghai` is not an offset from UTC",
+                "\"+08:00\"",
+            ],
+        ),
+        (
             "unknown key",
             &GOOD.replace("template_id", "tempalte_id"),
             PEOPLE,

@@ -188,8 +188,35 @@ fn report_reads_totals_and_writes_the_recipients_worth_retrying() {
     );
     assert_eq!(
         w.read("reports/retry/gen.csv"),
-        "openid,name\no_test_00002,用户2\n"
+        "\u{feff}openid,name\no_test_00002,用户2\n"
     );
+}
+
+/// Issue 13 §6: the report opens cleanly in Excel (a BOM; the msgid as text) and its times
+/// are at the campaign's `utc_offset`, which `wxpush report` shows them at too.
+#[test]
+fn report_times_are_at_the_campaign_s_offset() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    generated(&w, 2, "rate: 1000\ntarget: mini\nutc_offset: \"-05:00\"\n");
+    w.send(&sb, &[]).expect(0);
+    let raw = w.read("reports/gen.sandbox.csv");
+    assert!(raw.starts_with("\u{feff}openid,status,"), "{raw}");
+    let rows = w.report("reports/gen.sandbox.csv");
+    assert!(
+        rows.iter().all(|r| r["sent_at"].ends_with("-05:00")),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter().all(|r| r["msgid"].starts_with("=\"")),
+        "{rows:?}"
+    );
+    let text = w
+        .cmd(&["report", "reports/gen.sandbox.csv"])
+        .run()
+        .expect(0)
+        .stdout;
+    assert!(text.contains(" -05:00, last "), "{text}");
 }
 
 /// An output a person asks for never replaces what wxpush reads, and a test send never

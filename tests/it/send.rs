@@ -99,10 +99,20 @@ fn seed_examples_send_the_seed_bodies_exactly() {
         })
     );
 
-    // msgids above 2^53 survive as exact integers.
+    // msgids above 2^53 survive as exact integers, written as a spreadsheet's text; times
+    // are at the campaign's offset (China's by default).
     let rows = w.report("campaigns/reports/vocab-reminder.sandbox.csv");
     assert_eq!(rows.len(), 3);
-    assert!(rows.iter().all(|r| r["msgid"].len() == 19), "{rows:?}");
+    let digits = |m: &str| {
+        m.strip_prefix("=\"")
+            .and_then(|m| m.strip_suffix('"'))
+            .is_some_and(|m| m.len() == 19 && m.bytes().all(|b| b.is_ascii_digit()))
+    };
+    assert!(rows.iter().all(|r| digits(&r["msgid"])), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r["sent_at"].ends_with("+08:00")),
+        "{rows:?}"
+    );
 }
 
 #[test]
