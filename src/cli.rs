@@ -43,6 +43,14 @@ macro_rules! footer {
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Print only warnings, errors, questions and what the command exists to show (no
+    /// progress, no summary).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Debug logs on stderr: requests and answers, tokens fetched (never the token),
+    /// retries, resume decisions; -vv adds the request and answer bodies.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
@@ -264,6 +272,14 @@ fn parse_fail(s: &str) -> Result<(String, i64), String> {
 impl Cli {
     /// Resolves the command line into a plan: loads the campaign, reads the environment,
     /// checks the API base. Changes nothing on disk.
+    /// How much the terminal is told (`--quiet`, `-v`), for every command alike.
+    pub fn output(&self) -> crate::progress::Output {
+        crate::progress::Output {
+            quiet: self.quiet,
+            verbose: self.verbose,
+        }
+    }
+
     pub fn lower(self) -> Result<Plan, Error> {
         Ok(match self.command {
             Command::Init { name, target } => {

@@ -274,6 +274,12 @@ pub async fn run<T: Transport>(
     });
     // Messages being worked on (in flight or backing off). Bounded, so memory stays flat.
     let queued = concurrency * 4;
+    tracing::debug!(
+        rate = settings.rate,
+        burst = settings.burst(),
+        concurrency,
+        "dispatching"
+    );
     let tasks = Arc::new(Semaphore::new(queued));
     loop {
         let msg = tokio::select! {
@@ -436,6 +442,16 @@ async fn attempt<T: Transport>(
                 }
             }
         };
+        tracing::debug!(
+            openid = %msg.openid,
+            row = msg.row,
+            attempt = attempts,
+            errcode = ?outcome.errcode,
+            latency_ms = latency.as_millis() as u64,
+            errmsg = %outcome.errmsg,
+            next = ?action,
+            "answer"
+        );
         let wait = match action {
             Action::Done => return Some((outcome, false)),
             Action::RecipientFailed => {
@@ -489,6 +505,7 @@ async fn attempt<T: Transport>(
             outcome.gave_up = true;
             return Some((outcome, true));
         }
+        tracing::debug!(openid = %msg.openid, wait_ms = wait.as_millis() as u64, "retrying");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = ctx.stop.stopped() => return None,
@@ -499,6 +516,10 @@ async fn attempt<T: Transport>(
 impl<T> Shared<T> {
     /// Holds every send back for `d` (the account is throttled).
     fn pause(&self, d: Duration) {
+        tracing::debug!(
+            pause_s = d.as_secs(),
+            "the account is throttled: every send waits"
+        );
         let until = Instant::now() + d;
         let mut p = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
         if p.is_none_or(|cur| cur < until) {

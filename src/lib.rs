@@ -125,6 +125,7 @@ pub fn main(cli: cli::Cli) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    cli.output().install();
     let result = cli.lower().map(|plan| runtime.block_on(run::run(plan)));
     match result.and_then(|r| r) {
         Ok(()) => ExitCode::SUCCESS,

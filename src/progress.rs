@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -21,6 +22,54 @@ use crate::wechat::errcode;
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
 /// Redraw interval of the progress bar (and of its rate message).
 const BAR_TICK: Duration = Duration::from_millis(200);
+
+/// `--quiet`: no progress, and no messages along the way ([`Output::install`]).
+static QUIET: AtomicBool = AtomicBool::new(false);
+/// `-v`: debug logs on stderr, which a bar would draw over.
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// How much the terminal is told, from the global `--quiet` and `-v` flags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Output {
+    /// Only warnings, errors, questions and what a command exists to print.
+    pub quiet: bool,
+    /// 1: wxpush's debug logs (requests and answers, tokens fetched, retries, resume
+    /// decisions; never a secret or a token); 2: trace, with the request and answer bodies.
+    pub verbose: u8,
+}
+
+impl Output {
+    /// Applies it to this process, once, before the plan runs.
+    pub fn install(self) {
+        QUIET.store(self.quiet, Ordering::Relaxed);
+        VERBOSE.store(self.verbose > 0, Ordering::Relaxed);
+        if self.verbose == 0 {
+            return;
+        }
+        let level = match self.verbose {
+            1 => tracing::Level::DEBUG,
+            _ => tracing::Level::TRACE,
+        };
+        // wxpush's own events only: the HTTP stack's would bury them.
+        let filter = tracing_subscriber::filter::Targets::new().with_target("wxpush", level);
+        let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let logs = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(colour);
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        // Fails only when a subscriber is already set (a test's): then that one logs.
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(logs)
+            .try_init();
+    }
+}
+
+/// Whether `--quiet` was given.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
 
 /// The bar on the terminal now, so that a message that must be read (Ctrl-C's) can take it
 /// off the screen first: a bar redrawn under it would overwrite it.
@@ -48,18 +97,19 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(total: u64) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(total);
-            // The template is a constant that parses.
-            let style = ProgressStyle::with_template(
+        let bar = (std::io::stderr().is_terminal() && !quiet() && !VERBOSE.load(Ordering::Relaxed))
+            .then(|| {
+                let bar = ProgressBar::new(total);
+                // The template is a constant that parses.
+                let style = ProgressStyle::with_template(
                 "{spinner} [{elapsed_precise}] {bar:30} {human_pos}/{human_len} ETA {eta} {msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar());
-            bar.set_style(style);
-            bar.enable_steady_tick(BAR_TICK);
-            *ON_SCREEN.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
-            bar
-        });
+                bar.set_style(style);
+                bar.enable_steady_tick(BAR_TICK);
+                *ON_SCREEN.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+                bar
+            });
         Progress {
             bar,
             total,
@@ -90,7 +140,7 @@ impl Progress {
                     bar.set_message(msg);
                 }
             }
-            None if self.last_line.elapsed() >= PLAIN_EVERY => {
+            None if self.last_line.elapsed() >= PLAIN_EVERY && !quiet() => {
                 self.last_line = Instant::now();
                 let secs = self.started.elapsed().as_secs_f64();
                 let rate = self.done as f64 / secs.max(1e-9);

@@ -149,8 +149,8 @@ pub(super) fn preview(c: &Campaign, pick: &Pick, html: Option<&Path>) -> Result<
         };
         if html.is_none() {
             match fields {
-                Some(text) => say_raw!("── {heading} ──\n{text}"),
-                None => say_raw!("{}", card.text()),
+                Some(text) => show_raw!("── {heading} ──\n{text}"),
+                None => show_raw!("{}", card.text()),
             }
         }
         cards.push(card);

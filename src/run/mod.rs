@@ -12,12 +12,34 @@
 //! - `results`: `wxpush report`, a report read back: totals, failures, who to retry.
 //! - `sandbox`: `wxpush sandbox`.
 
-/// `println!` that a closed pipe (`wxpush preview … | head`) cannot turn into a panic: the
-/// line is dropped, and the run goes on to its normal end and exit code.
-macro_rules! say {
+/// `println!` for what a command exists to print (preview's cards, report's totals, a
+/// completion script), which `--quiet` keeps. A closed pipe (`wxpush preview … | head`)
+/// cannot turn it into a panic: the line is dropped, and the run goes on to its normal end
+/// and exit code.
+macro_rules! show {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// [`show!`] for what the user is told along the way (announcements, summaries, advice):
+/// `--quiet` drops it.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        if !$crate::progress::quiet() {
+            show!($($arg)*);
+        }
+    }};
+}
+
+/// `eprintln!` for a note along the way that stays off stdout (which may hold JSON):
+/// `--quiet` drops it. Warnings and errors are never notes.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        if !$crate::progress::quiet() {
+            eprintln!($($arg)*);
+        }
     }};
 }
 
@@ -59,11 +81,20 @@ fn write_output(
         })
 }
 
-/// `print!` with [`say!`]'s closed-pipe behaviour.
-macro_rules! say_raw {
+/// `print!` with [`show!`]'s closed-pipe behaviour.
+macro_rules! show_raw {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// [`show_raw!`] that `--quiet` drops, like [`say!`].
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        if !$crate::progress::quiet() {
+            show_raw!($($arg)*);
+        }
     }};
 }
 
@@ -107,7 +138,7 @@ pub async fn run(plan: Plan) -> Result<(), Error> {
             use clap::CommandFactory as _;
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut crate::cli::Cli::command(), "wxpush", &mut out);
-            say_raw!("{}", String::from_utf8_lossy(&out));
+            show_raw!("{}", String::from_utf8_lossy(&out));
             Ok(())
         }
     }

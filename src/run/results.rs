@@ -136,19 +136,19 @@ pub fn report(
     };
     if let Some(out) = html {
         super::write_output(out, page(&totals).as_bytes(), &[path, &journal])?;
-        eprintln!("wxpush: wrote the report as a page to {}", out.display());
+        note!("wxpush: wrote the report as a page to {}", out.display());
     }
     if json {
         let text = serde_json::to_string_pretty(&totals).unwrap_or_default();
-        say!("{text}");
+        show!("{text}");
     } else {
-        say_raw!("{}", readable(&totals));
+        show_raw!("{}", readable(&totals));
     }
     if let Some((c, out)) = retry {
         let (csv, n, missing) = recipients_csv(&c, &worth_retrying)?;
         super::write_output(&out, &csv, &[path, &journal, &c.path, &c.recipients])?;
         // On stderr, so that `--json --failed` keeps stdout JSON.
-        eprintln!(
+        note!(
             "wxpush: wrote {} worth retrying to {} (the columns of {}); a campaign of its own \
              with `recipients:` naming it (and its own `name:`) sends to them",
             counted(n, "recipient"),
@@ -156,7 +156,7 @@ pub fn report(
             c.recipients.display()
         );
         if totals.unknown > 0 {
-            eprintln!(
+            note!(
                 "wxpush: the {} `unknown` are not in it: they may have been delivered (the \
                  campaign's `--resend-unknown` sends them again, knowingly)",
                 thousands(totals.unknown)

@@ -38,6 +38,12 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
     // start has no journal to lock yet: `apply` claims the one it creates).
     let lock = lock(plan).await?;
     let start = decide(plan, lock.as_ref())?;
+    tracing::debug!(
+        report = %plan.report.display(),
+        previous_rows = ?start.previous_rows,
+        actions = ?start.actions,
+        "resume decided"
+    );
     let v = check::validate(&plan.campaign, Some(&start.done))?;
     let to_send = v.to_send.min(plan.limit.unwrap_or(u64::MAX));
     interact::announce(plan, &start, &v);
@@ -73,7 +79,7 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
             if !plan.wait {
                 return Err(interact::held_elsewhere(plan, &e));
             }
-            eprintln!("wxpush: {e}: waiting for it to end, then deciding again");
+            note!("wxpush: {e}: waiting for it to end, then deciding again");
             let waited = wait_for_lock(plan).await?;
             // Decide again only behind a run that really holds a journal: never a loop.
             if waited.is_none() {
@@ -208,7 +214,7 @@ impl Run {
 async fn lock(plan: &SendPlan) -> Result<Option<Lock>, Error> {
     match Lock::acquire(&journal::path_for(&plan.report), false) {
         Err(e @ journal::Error::Locked { .. }) if plan.wait => {
-            eprintln!("wxpush: {e}: waiting for it to end");
+            note!("wxpush: {e}: waiting for it to end");
             wait_for_lock(plan).await
         }
         Err(e @ journal::Error::Locked { .. }) => Err(interact::held_elsewhere(plan, &e)),

@@ -117,6 +117,8 @@ impl Client {
         token: &Token,
         body: Bytes,
     ) -> Result<Reply, SendError> {
+        // The body only: the URL holds the token.
+        tracing::trace!(endpoint = endpoint.path(), body = %String::from_utf8_lossy(&body), "POST");
         let res = self
             .http
             .post(self.url(endpoint.path()))
@@ -131,6 +133,7 @@ impl Client {
             // The request was processed; only the answer was lost.
             SendError::Ambiguous(describe(e.without_url()))
         })?;
+        tracing::trace!(http = status.as_u16(), answer = %String::from_utf8_lossy(&bytes), "answered");
         if !status.is_success() {
             return Err(SendError::BadAnswer(format!("HTTP {status}")));
         }

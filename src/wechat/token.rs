@@ -223,12 +223,16 @@ impl Tokens {
 
     async fn fetch(&self, gate: &mut Gate, force: bool) -> Result<Token, Error> {
         let mut attempt = 0;
+        tracing::debug!(api = ?self.api, force_refresh = force, "fetching an access token");
         let reply = loop {
             attempt += 1;
             match self.request(force).await {
                 Ok(r) => break r,
                 Err(e) if attempt >= FETCH_ATTEMPTS => return Err(Error::Transport(e)),
-                Err(_) => tokio::time::sleep(Duration::from_millis(250 << attempt)).await,
+                Err(e) => {
+                    tracing::debug!(attempt, error = %e, "token request failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(250 << attempt)).await
+                }
             }
         };
         let value = match reply.access_token {
@@ -242,6 +246,12 @@ impl Tokens {
             }
         };
         gate.generation += 1;
+        // Never the token itself.
+        tracing::debug!(
+            expires_in = reply.expires_in,
+            generation = gate.generation,
+            "access token fetched"
+        );
         let token = Token {
             value: value.into(),
             generation: gate.generation,

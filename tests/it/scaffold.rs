@@ -270,3 +270,57 @@ fn outputs_never_replace_inputs() {
     assert_eq!(w.reports(), before);
     assert_eq!(sb.stats().accepted, 2, "no test send left");
 }
+
+/// Issue 13 §9: `--quiet` prints nothing along the way (no announcement, progress or
+/// summary), only warnings; `-v` logs requests, answers and tokens fetched on stderr, and
+/// never a secret or a token, even at `-vv` with the bodies.
+#[test]
+fn quiet_says_nothing_and_verbose_logs_no_secret() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    generated(&w, 3, "rate: 1000\ntarget: mini\n");
+    let quiet = w.send(&sb, &["--quiet"]).expect(0);
+    assert_eq!(quiet.stdout, "");
+    assert_eq!(quiet.stderr, "");
+    assert_eq!(w.report("reports/gen.sandbox.csv").len(), 3);
+    let check = w.cmd(&["check", "c.yaml", "-q"]).run().expect(0);
+    assert_eq!((check.stdout.as_str(), check.stderr.as_str()), ("", ""));
+    // What a command exists to print stays.
+    let report = w
+        .cmd(&["report", "reports/gen.sandbox.csv", "-q"])
+        .run()
+        .expect(0);
+    assert!(
+        report.stdout.contains("sent             3"),
+        "{}",
+        report.stdout
+    );
+
+    let verbose = w.send(&sb, &["--restart", "-vv"]).expect(0);
+    for needle in [
+        "DEBUG wxpush::wechat::token: access token fetched expires_in=7200",
+        "DEBUG wxpush::dispatch: answer openid=o_test_00001 row=1 attempt=1 errcode=Some(0)",
+        "TRACE wxpush::wechat: POST endpoint=\"/cgi-bin/message/subscribe/send\"",
+        "resume decided",
+    ] {
+        assert!(
+            verbose.stderr.contains(needle),
+            "{needle:?} in\n{}",
+            verbose.stderr
+        );
+    }
+    assert!(sb.stats().tokens_minted >= 1);
+    // Every sandbox token starts `sbx_`.
+    for secret in [SANDBOX_SECRET, "sbx_", "access_token="] {
+        assert!(
+            !verbose.stderr.contains(secret) && !verbose.stdout.contains(secret),
+            "{secret:?} in\n{}",
+            verbose.stderr
+        );
+    }
+    assert!(
+        verbose.stdout.contains("sent              3"),
+        "{}",
+        verbose.stdout
+    );
+}
