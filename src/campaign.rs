@@ -636,6 +636,53 @@ fn tidy(path: &Path) -> PathBuf {
     out
 }
 
+/// A template as `templates/NAME.yaml` says the account has registered it: for the sandbox
+/// to list and to lay its messages out ([`registered`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    pub template_id: String,
+    /// A subscribe message or subscribe notification (WeChat lists them with
+    /// `wxaapi/newtmpl/gettemplate`); otherwise an Official Account template message.
+    pub subscribe: bool,
+    pub title: String,
+    pub content: String,
+}
+
+/// Every template file in `dir` (`*.yaml`, by name) that has a `template_id`, a `title` and
+/// a `content`; a file that is not a valid template file is an error naming it.
+pub fn registered(dir: &Path) -> Result<Vec<Registered>, Error> {
+    let io = |source| Error::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for path in files {
+        let raw: RawTemplate = parse(&path, &read(&path)?, TEMPLATE_KEYS)?;
+        let (Some(template_id), Some(title), Some(content)) =
+            (raw.template_id, raw.title, raw.content)
+        else {
+            continue;
+        };
+        let subscribe = match raw.target {
+            Some(Target::Mini) => raw.mini_api != Some(MiniApi::Template),
+            _ => raw.official_api == Some(OfficialApi::Subscribe),
+        };
+        out.push(Registered {
+            template_id,
+            subscribe,
+            title,
+            content,
+        });
+    }
+    Ok(out)
+}
+
 /// A template file as read: where, its text (for line numbers) and its keys.
 struct Template {
     path: PathBuf,

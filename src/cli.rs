@@ -253,10 +253,51 @@ pub struct SandboxArgs {
     /// GET /cgi-bin/token calls per day, then 45009.
     #[arg(long, value_name = "N", default_value_t = 2000)]
     pub token_daily_limit: u64,
-    /// The account's templates, as WeChat lists them: a JSON or YAML file with
-    /// `template_list` (get_all_private_template) and `data` (wxaapi/newtmpl/gettemplate).
-    #[arg(long, value_name = "FILE")]
+    /// The account's templates instead of the examples': a folder of template files
+    /// (`templates/`, those with `template_id`, `title` and `content`), or a JSON or YAML
+    /// file as WeChat lists them, with `template_list` (get_all_private_template) and `data`
+    /// (wxaapi/newtmpl/gettemplate).
+    #[arg(long, value_name = "DIR|FILE")]
     pub templates: Option<PathBuf>,
+}
+
+/// The sandbox's template lists from a folder of template files (`templates/`): each one
+/// with a `template_id`, `title` and `content` is listed, and its messages laid out, as
+/// WeChat would.
+fn registered(dir: &std::path::Path) -> Result<sandbox::Templates, Error> {
+    let found = campaign::registered(dir)?;
+    if found.is_empty() {
+        return Err(Error::Usage(format!(
+            "{}: no template file with `template_id`, `title` and `content`",
+            dir.display()
+        )));
+    }
+    let mut templates = sandbox::Templates {
+        template_list: Vec::new(),
+        data: Vec::new(),
+    };
+    for t in found {
+        match t.subscribe {
+            true => templates.data.push(sandbox::SubscribeTemplate {
+                pri_tmpl_id: t.template_id,
+                title: t.title,
+                content: t.content,
+                example: String::new(),
+                // A one-time subscription, as most are.
+                kind: 2,
+                keyword_enum_value_list: Vec::new(),
+            }),
+            false => templates.template_list.push(sandbox::PrivateTemplate {
+                template_id: t.template_id,
+                title: t.title,
+                primary_industry: String::new(),
+                deputy_industry: String::new(),
+                content: t.content,
+                example: String::new(),
+            }),
+        }
+    }
+    Ok(templates)
 }
 
 fn parse_fail(s: &str) -> Result<(String, i64), String> {
@@ -445,6 +486,7 @@ impl SandboxArgs {
         }
         let templates = match &self.templates {
             None => sandbox::Templates::default(),
+            Some(dir) if dir.is_dir() => registered(dir)?,
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| Error::Usage(format!("{}: cannot read: {e}", path.display())))?;

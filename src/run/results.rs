@@ -471,7 +471,10 @@ section{background:#fff;border-radius:8px;padding:16px;margin:14px 0;box-shadow:
 svg.bar{width:100%;height:24px}svg.chart{width:100%;height:200px;background:#f6f6f6}\
 table{width:100%;border-collapse:collapse}td{padding:6px;border-top:1px solid #eee;font-size:14px;vertical-align:top}\
 td.code{font-weight:600;width:70px}td.n{width:70px;text-align:right}td svg{width:160px;height:10px}\
-small{color:#7f7f7f}footer{color:#b2b2b2;font-size:12px;text-align:center}";
+small{color:#7f7f7f}footer{color:#b2b2b2;font-size:12px;text-align:center}\
+@media (max-width:560px){body{padding:10px}section{padding:12px}.tiles{gap:8px}\
+.tile{padding:4px 6px}.tile b{font-size:22px}td{padding:5px 3px}td.code,td.n{width:auto}\
+td svg{width:56px}}";
 
 /// The campaign named `name` whose reports folder holds `report`: a campaign file in the
 /// folder above it.

@@ -10,6 +10,11 @@ pub async fn serve(addr: SocketAddr, knobs: Knobs) -> Result<(), Error> {
     // The sandbox's secret is no account's: printing it is what makes it usable.
     let secret = shell_words::quote(&knobs.secret).into_owned();
     let strict = knobs.mode == Mode::Strict;
+    let examples = knobs.templates == crate::sandbox::Templates::default();
+    let titles: Vec<String> = (knobs.templates.template_list.iter().map(|t| &t.title))
+        .chain(knobs.templates.data.iter().map(|t| &t.title))
+        .cloned()
+        .collect();
     let sb = Sandbox::start(addr, knobs)
         .await
         .map_err(|e| Error::Usage(format!("cannot listen on {addr}: {e}")))?;
@@ -23,6 +28,13 @@ pub async fn serve(addr: SocketAddr, knobs: Knobs) -> Result<(), Error> {
     say!("  send to it with:");
     say!("    {API_BASE_ENV}={base} WXPUSH_SECRET={secret} wxpush send CAMPAIGN.yaml");
     say!("  what arrived, one phone per openid: {base}/ (JSON: {base}/sandbox/messages)");
+    match examples {
+        true => say!(
+            "  templates: the examples' ({}); --templates templates lists your own",
+            titles.join(", ")
+        ),
+        false => say!("  templates: {}", titles.join(", ")),
+    }
     say!("  counters: {base}/sandbox/stats   requests: {base}/sandbox/requests   Ctrl-C stops it");
     let _ = tokio::signal::ctrl_c().await;
     sb.shutdown().await;

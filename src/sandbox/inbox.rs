@@ -60,7 +60,9 @@ fn messages(sh: &Shared) -> Vec<Message> {
 
 /// Accepted sends of `records` (in arrival order) as messages, newest first.
 pub(super) fn arrived(records: &[Recorded], templates: &Templates) -> Vec<Message> {
-    let shapes: HashMap<&str, (&str, &str)> = templates
+    // Template messages are laid out by the template list, the others by the subscribe
+    // list (the same id may be in both: `wxpush init`'s placeholder is).
+    let official: HashMap<&str, (&str, &str)> = templates
         .template_list
         .iter()
         .map(|t| {
@@ -69,12 +71,16 @@ pub(super) fn arrived(records: &[Recorded], templates: &Templates) -> Vec<Messag
                 (t.title.as_str(), t.content.as_str()),
             )
         })
-        .chain(templates.data.iter().map(|t| {
+        .collect();
+    let subscribe: HashMap<&str, (&str, &str)> = templates
+        .data
+        .iter()
+        .map(|t| {
             (
                 t.pri_tmpl_id.as_str(),
                 (t.title.as_str(), t.content.as_str()),
             )
-        }))
+        })
         .collect();
     let mut seen: HashMap<(String, String), u64> = HashMap::new();
     let mut out = Vec::new();
@@ -102,7 +108,14 @@ pub(super) fn arrived(records: &[Recorded], templates: &Templates) -> Vec<Messag
                 .unwrap_or_default()
                 .to_owned()
         };
-        let (title, lines) = match shapes.get(template_id.as_str()) {
+        let (own, other) = match endpoint {
+            Some(Endpoint::Template) => (&official, &subscribe),
+            _ => (&subscribe, &official),
+        };
+        let shape = own
+            .get(template_id.as_str())
+            .or_else(|| other.get(template_id.as_str()));
+        let (title, lines) = match shape {
             Some((title, content)) => (Some((*title).to_owned()), fill(content, value)),
             None => (
                 None,

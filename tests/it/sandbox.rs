@@ -207,3 +207,70 @@ fn templates_come_from_the_file() {
         .expect(2)
         .stderr_has("bad.yaml");
 }
+
+/// `--templates DIR` reads the template files themselves (`templates/` as `wxpush init`
+/// writes it): the page lays a marketer's own campaign out as WeChat would, title and
+/// filled content lines, not raw keys; both lists serve them.
+#[test]
+fn templates_come_from_a_folder_of_template_files() {
+    let w = Workdir::new();
+    w.cmd(&["init", "spring-sale"]).run().expect(0);
+    w.cmd(&["init", "class", "--target", "mini"])
+        .run()
+        .expect(0);
+    let sb = Served::start(&w, &["--templates", "templates"]);
+    for c in ["spring-sale.yaml", "class.yaml"] {
+        w.cmd(&["send", c, "--yes"])
+            .env("WXPUSH_API_BASE", &sb.base)
+            .env("WXPUSH_SECRET", "sandbox-secret")
+            .run()
+            .expect(0);
+    }
+    let arrived = sb.get("/sandbox/messages");
+    let arrived = arrived.as_array().unwrap();
+    assert_eq!(arrived.len(), 6, "{arrived:?}");
+    // Both templates carry init's placeholder id: each kind is laid out by its own.
+    let titles = |path: &str| -> Vec<&str> {
+        arrived
+            .iter()
+            .filter(|m| m["path"] == path)
+            .map(|m| m["title"].as_str().unwrap_or_default())
+            .collect()
+    };
+    assert_eq!(
+        titles("/cgi-bin/message/template/send"),
+        ["订单发货通知"; 3]
+    );
+    let mini = titles("/cgi-bin/message/subscribe/send");
+    assert_eq!(mini.len(), 3);
+    assert!(
+        mini.iter().all(|t| !t.is_empty() && *t != "订单发货通知"),
+        "{mini:?}"
+    );
+    for m in arrived {
+        let lines: Vec<&str> = m["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap())
+            .collect();
+        // Content lines (`商品名称：…`), never a raw `thing1: …` key.
+        assert!(
+            lines
+                .iter()
+                .all(|l| !l.contains("thing1") && !l.contains(".DATA")),
+            "{m}"
+        );
+    }
+    let q = format!("?access_token={}", sb.token());
+    let oa = sb.get(&format!("/cgi-bin/template/get_all_private_template{q}"));
+    assert_eq!(oa["template_list"].as_array().unwrap().len(), 1, "{oa}");
+    let mini = sb.get(&format!("/wxaapi/newtmpl/gettemplate{q}"));
+    assert_eq!(mini["data"].as_array().unwrap().len(), 1, "{mini}");
+    // A folder without a template file that says its shape is a usage error naming it.
+    w.write("empty/x.yaml", "target: mini\n");
+    w.cmd(&["sandbox", "--port", "0", "--templates", "empty"])
+        .run()
+        .expect(2)
+        .stderr_has("empty: no template file");
+}
