@@ -201,7 +201,7 @@ pub(super) fn aborted(plan: &SendPlan, reason: &StopReason, done: Done) -> Error
         StopReason::Unhealthy(why) => (why.clone(), None),
         StopReason::Interrupted => ("interrupted".to_owned(), None),
     };
-    let mut msg = format!("run aborted: {why}");
+    let mut msg = format!("{} aborted: {why}", run_or_test(plan));
     let advice = match reason {
         StopReason::Token(e) => e.advice(),
         _ => code.and_then(errcode::advice),
@@ -227,12 +227,38 @@ pub(super) enum Done<'a> {
 /// An error after the run changed the report (it may have sent): exit 1 with the resume
 /// command, never the exit 2 that says nothing changed.
 pub(super) fn failed_after_start(plan: &SendPlan, e: Error, done: Done) -> Error {
-    Error::Aborted(format!("run aborted: {e}{}", how_to_go_on(plan, done)))
+    Error::Aborted(format!(
+        "{} aborted: {e}{}",
+        run_or_test(plan),
+        how_to_go_on(plan, done)
+    ))
+}
+
+fn run_or_test(plan: &SendPlan) -> &'static str {
+    match plan.to.is_empty() {
+        true => "run",
+        false => "test send",
+    }
 }
 
 /// The lines after why a run stopped: what it had done, and the command that goes on.
 fn how_to_go_on(plan: &SendPlan, done: Done) -> String {
     let name = &plan.campaign.name;
+    if !plan.to.is_empty() {
+        // A test send keeps no journal: there is nothing to resume, only the test to repeat.
+        let sent = match done {
+            Done::Tally(t) if t.count(Status::Sent) > 0 => {
+                format!("{} of the test sent", thousands(t.count(Status::Sent)))
+            }
+            Done::Recorded(n) => format!("{} of the test recorded", recipients(n)),
+            _ => "nothing of the test sent".to_owned(),
+        };
+        return format!(
+            "\n  {sent}; the campaign's own report is not touched\n  to test again (every \
+             test message is sent again): {}",
+            plan.command(Then::Again, None)
+        );
+    }
     let (what, used) = match done {
         Done::Untouched => {
             return format!(
@@ -372,6 +398,7 @@ pub(super) fn watch_ctrl_c(stop: Arc<Stop>, plan: &SendPlan, recorded: Arc<Atomi
     // The advice of a second press keeps what is left of --limit by then.
     let limit = plan.limit;
     let base = plan.command(Then::Resume, None);
+    let test = !plan.to.is_empty();
     tokio::spawn(async move {
         // One listener for both presses, so a second Ctrl-C is never missed.
         let mut presses = Presses::new();
@@ -384,6 +411,13 @@ pub(super) fn watch_ctrl_c(stop: Arc<Stop>, plan: &SendPlan, recorded: Arc<Atomi
         );
         stop.trigger(StopReason::Interrupted);
         if presses.next().await {
+            if test {
+                eprintln!(
+                    "wxpush: quit at once; a test send keeps no journal: the tests in flight \
+                     may or may not have arrived"
+                );
+                std::process::exit(QUIT_AT_ONCE);
+            }
             let used = recorded.load(Ordering::Relaxed);
             let resume = match next_limit(limit, used) {
                 Some(n) => format!("{base} --limit {n}"),

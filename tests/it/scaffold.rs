@@ -146,6 +146,32 @@ fn a_test_send_goes_to_the_chosen_openids_only_and_leaves_the_campaign_alone() {
     assert_eq!(sb.stats().accepted, 5);
 }
 
+/// A test send that aborts says what a test is: nothing to resume, and its command, run
+/// verbatim, sends every test message again (counted at the sandbox).
+#[test]
+fn an_aborted_test_send_offers_the_test_again_not_a_resume() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        fail_prefixes: vec![("o_me".into(), 40037)],
+        ..Knobs::default()
+    });
+    generated(&w, 3, "rate: 1000\ntarget: mini\nconcurrency: 1\n");
+    let run = w
+        .cmd(&["send", "c.yaml", "--to", "o_me", "--yes"])
+        .against(&sb)
+        .run()
+        .expect(1)
+        .stderr_has("nothing of the test sent; the campaign's own report is not touched");
+    assert!(!run.stderr.contains("resume"), "{}", run.stderr);
+    let again = run
+        .advice("to test again (every test message is sent again): ")
+        .expect("the test's command");
+    assert_eq!(sb.stats().send_requests, 1);
+    w.run_advice(&again).expect(1);
+    assert_eq!(sb.stats().send_requests, 2);
+    assert!(!w.path("reports/gen.sandbox.csv").exists());
+}
+
 /// Issue 13 §6: `wxpush report` reads a report back: totals over all its runs, failures by
 /// errcode with what to do, `--json`, and `--failed` writes the recipients worth retrying
 /// (retries ran out, or `unknown`; not "does not follow") with their original columns.

@@ -559,8 +559,11 @@ impl Prompted {
     pub fn start_with(w: &Workdir, env: &[(&str, &str)], args: &[&str]) -> Prompted {
         let mut line = vec![env!("CARGO_BIN_EXE_wxpush")];
         line.extend_from_slice(args);
-        let mut cmd = Command::new("script");
-        cmd.args(["-qec", &shell_words::join(line), "/dev/null"])
+        // Bounded: a run that never asks (or never ends) is killed, and the test fails on
+        // what it showed, instead of hanging the suite.
+        let mut cmd = Command::new("timeout");
+        let script = shell_words::join(line);
+        cmd.args(["-s", "KILL", "120", "script", "-qec", &script, "/dev/null"])
             .current_dir(w.path(""))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
