@@ -12,12 +12,13 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
+use crate::account;
 use crate::timezone::UtcOffset;
 use crate::wechat::message::Endpoint;
-pub use crate::wechat::token::TokenApi;
+pub use crate::wechat::token::{TokenApi, TokenSource};
+use crate::wechat::{Proxy, looks_like_appid};
 
-/// Environment variable that holds the AppSecret unless `secret_env` names another.
-pub const DEFAULT_SECRET_ENV: &str = "WXPUSH_SECRET";
+pub use crate::account::DEFAULT_SECRET_ENV;
 /// Messages per second when the campaign sets no `rate`: well under anything WeChat is known
 /// to throttle (it documents no per-second limit, wechat-api.md §6).
 pub const DEFAULT_RATE: u32 = 50;
@@ -219,9 +220,15 @@ pub struct Campaign {
     /// The campaign file itself.
     pub path: PathBuf,
     pub kind: Kind,
+    /// `account:`, the accounts file's name for the account (its appid, secret_env, token
+    /// and proxy are then the account's).
+    pub account: Option<String>,
     pub appid: String,
+    /// The variable holding the AppSecret (for the `stable` and `classic` token sources).
     pub secret_env: String,
-    pub token_api: TokenApi,
+    pub token: TokenSource,
+    /// The account's `proxy:` (else the proxy variables apply).
+    pub proxy: Option<Proxy>,
     pub template_id: String,
     /// Tera template (official only).
     pub url: Option<String>,
@@ -251,6 +258,14 @@ impl Campaign {
             out.push(
                 "`template_id` is still the placeholder `wxpush init` wrote: only the sandbox \
                  accepts it; copy your template's ID from the WeChat backend"
+                    .to_owned(),
+            );
+        }
+        if self.token == TokenSource::Classic {
+            out.push(
+                "the classic token API (/cgi-bin/token) invalidates the token every other \
+                 service of this account is using, 5 minutes after each fetch; `stable` (the \
+                 default) does not"
                     .to_owned(),
             );
         }
@@ -330,6 +345,7 @@ const CAMPAIGN_KEYS: &[&str] = &[
     "name",
     "template",
     "target",
+    "account",
     "appid",
     "secret_env",
     "token_api",
@@ -359,6 +375,7 @@ struct RawCampaign {
     name: Option<String>,
     template: Option<String>,
     target: Option<Target>,
+    account: Option<String>,
     appid: Option<String>,
     secret_env: Option<String>,
     token_api: Option<TokenApi>,
@@ -421,8 +438,10 @@ struct RawTemplate {
 #[serde(transparent)]
 struct RawField(serde_yaml::Value);
 
-/// Reads, merges and validates the campaign at `path`.
-pub fn load(path: &Path) -> Result<Campaign, Error> {
+/// Reads, merges and validates the campaign at `path`. A campaign naming an `account:`
+/// finds it in `accounts` if given (`--accounts`, `WXPUSH_ACCOUNTS`), else in the
+/// `accounts.yaml` beside it or in a folder above.
+pub fn load(path: &Path, accounts: Option<&Path>) -> Result<Campaign, Error> {
     let src = read(path)?;
     let raw: RawCampaign = parse(path, &src, CAMPAIGN_KEYS)?;
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -430,7 +449,12 @@ pub fn load(path: &Path) -> Result<Campaign, Error> {
         Some(name) => Some(load_template(path, &src, dir, name)?),
         None => None,
     };
-    Validator { path, src: &src }.campaign(raw, template, dir)
+    let v = Validator { path, src: &src };
+    let account = match &raw.account {
+        Some(name) => Some(v.account(&raw, name, dir, accounts)?),
+        None => None,
+    };
+    v.campaign(raw, template, account, dir)
 }
 
 fn read(path: &Path) -> Result<String, Error> {
@@ -640,6 +664,8 @@ fn tidy(path: &Path) -> PathBuf {
 /// to list and to lay its messages out ([`registered`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registered {
+    /// The template file.
+    pub file: PathBuf,
     pub template_id: String,
     /// A subscribe message or subscribe notification (WeChat lists them with
     /// `wxaapi/newtmpl/gettemplate`); otherwise an Official Account template message.
@@ -674,6 +700,7 @@ pub fn registered(dir: &Path) -> Result<Vec<Registered>, Error> {
             _ => raw.official_api == Some(OfficialApi::Subscribe),
         };
         out.push(Registered {
+            file: path.clone(),
             template_id,
             subscribe,
             title,
@@ -746,10 +773,54 @@ impl Validator<'_> {
         }
     }
 
+    /// The account a campaign names, from the accounts file. The campaign may not also
+    /// give what the account says (both at once would leave one of them unused).
+    fn account(
+        &self,
+        raw: &RawCampaign,
+        name: &str,
+        dir: &Path,
+        accounts: Option<&Path>,
+    ) -> Result<account::Account, Error> {
+        let given: Vec<&str> = [
+            ("appid", raw.appid.is_some()),
+            ("secret_env", raw.secret_env.is_some()),
+            ("token_api", raw.token_api.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, given)| given.then_some(k))
+        .collect();
+        if let Some(first) = given.first() {
+            return Err(self.err(
+                first,
+                format!(
+                    "`account` and `{}` are both given: the account in accounts.yaml says the \
+                     appid, secret_env and token; keep one",
+                    given.join("`, `")
+                ),
+            ));
+        }
+        let from_account = |e: account::Error| self.err("account", e);
+        let file = account::find(dir, accounts).map_err(from_account)?;
+        let all = account::load(&file).map_err(from_account)?;
+        all.get(name).cloned().ok_or_else(|| {
+            let mut message = format!(
+                "no account `{name}` in {} (it has {})",
+                file.display(),
+                all.names().join(", ")
+            );
+            if let Some(near) = nearest(name, &all.names()) {
+                message.push_str(&format!("; did you mean `{near}`?"));
+            }
+            self.err("account", message)
+        })
+    }
+
     fn campaign(
         &self,
         raw: RawCampaign,
         template: Option<Template>,
+        account: Option<account::Account>,
         dir: &Path,
     ) -> Result<Campaign, Error> {
         let (tpl_file, tpl) = match template {
@@ -790,29 +861,32 @@ impl Validator<'_> {
             (Target::Mini, None, Some(MiniApi::Template)) => Kind::MiniTemplate,
         };
 
-        let appid = raw.appid.ok_or_else(|| self.err("appid", "missing"))?;
-        if !looks_like_appid(&appid) {
-            return Err(self.err(
-                "appid",
-                format!(
-                    "`{appid}` does not look like an AppID (wx followed by 16 letters or digits)"
-                ),
-            ));
-        }
-        let secret_env = raw
-            .secret_env
-            .unwrap_or_else(|| DEFAULT_SECRET_ENV.to_owned());
-        if secret_env.is_empty() || secret_env.contains(['=', '\0']) {
-            return Err(self.err("secret_env", "must name an environment variable"));
-        }
-        // An AppSecret is 32 hex digits; a variable name never looks like one. Never echoed.
-        if secret_env.len() == 32 && secret_env.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(self.err(
-                "secret_env",
-                "this looks like the AppSecret itself; put it in an environment variable \
-                 (export WXPUSH_SECRET=…) and name the variable here, or leave `secret_env` out",
-            ));
-        }
+        let (account_name, appid, secret_env, token, proxy) = match account {
+            Some(a) => (Some(a.name), a.appid, a.secret_env, a.token, a.proxy),
+            None => {
+                let appid = raw.appid.ok_or_else(|| {
+                    self.err("appid", "missing (or name an `account:` of accounts.yaml)")
+                })?;
+                if !looks_like_appid(&appid) {
+                    return Err(self.err(
+                        "appid",
+                        format!(
+                            "`{appid}` does not look like an AppID (wx followed by 16 letters or \
+                             digits)"
+                        ),
+                    ));
+                }
+                let secret_env = raw
+                    .secret_env
+                    .unwrap_or_else(|| DEFAULT_SECRET_ENV.to_owned());
+                account::check_secret_env(&secret_env).map_err(|m| self.err("secret_env", m))?;
+                let token = match raw.token_api.unwrap_or_default() {
+                    TokenApi::Stable => TokenSource::Stable,
+                    TokenApi::Classic => TokenSource::Classic,
+                };
+                (None, appid, secret_env, token, None)
+            }
+        };
 
         let template_id = raw
             .template_id
@@ -991,9 +1065,11 @@ impl Validator<'_> {
             name,
             path: self.path.to_owned(),
             kind,
+            account: account_name,
             appid,
             secret_env,
-            token_api: raw.token_api.unwrap_or_default(),
+            token,
+            proxy,
             template_id,
             url,
             miniprogram,
@@ -1197,10 +1273,6 @@ impl Validator<'_> {
     }
 }
 
-fn looks_like_appid(s: &str) -> bool {
-    s.len() == 18 && s.starts_with("wx") && s.bytes().all(|b| b.is_ascii_alphanumeric())
-}
-
 /// `#RRGGBB`.
 pub fn is_color(s: &str) -> bool {
     s.len() == 7 && s.starts_with('#') && s[1..].bytes().all(|b| b.is_ascii_hexdigit())
@@ -1228,7 +1300,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.yaml");
         std::fs::write(&path, yaml).unwrap();
-        load(&path)
+        load(&path, None)
     }
 
     const OK: &str = "target: official\nappid: wx0123456789abcdef\ntemplate_id: T\nrecipients: r.csv\ndata:\n  first: \"{{ name }}\"\n";
@@ -1281,7 +1353,7 @@ mod tests {
                  recipients: r.csv\ndata:\n{data}"
             );
             std::fs::write(&path, yaml).unwrap();
-            load(&path).map_err(|e| e.to_string())
+            load(&path, None).map_err(|e| e.to_string())
         };
         let ok = load_with("  thing1: a\n  time2: \"15:01\"\n").unwrap();
         let shape = ok.shape.unwrap();
@@ -1404,7 +1476,7 @@ mod tests {
         .unwrap();
         let path = dir.path().join("c.yaml");
         std::fs::write(&path, OK.replace("target: official\n", "template: n\n")).unwrap();
-        assert_eq!(load(&path).unwrap().kind, Kind::OfficialSubscribe);
+        assert_eq!(load(&path, None).unwrap().kind, Kind::OfficialSubscribe);
     }
 
     #[test]

@@ -3,12 +3,13 @@
 //! `completions`, which only clap_complete reads).
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::Error;
+use crate::account;
 use crate::campaign::{self, MAX_CONCURRENCY};
 use crate::journal::RunKind;
 use crate::plan::{API_BASE_ENV, Api, Plan, SendPlan, default_report};
@@ -51,6 +52,10 @@ pub struct Cli {
     /// retries, resume decisions; -vv adds the request and answer bodies.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// The accounts file campaigns' `account:` names come from (default: accounts.yaml
+    /// beside the campaign or in a folder above; also WXPUSH_ACCOUNTS).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub accounts: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,6 +212,11 @@ pub struct SendArgs {
         conflicts_with_all = ["dry_run", "restart", "resend_unknown", "retry_failed", "resume_changed", "wait", "limit", "report"]
     )]
     pub to: Vec<String>,
+    /// Start with a new token from the stable API (`force_refresh`): this invalidates the
+    /// token every other service of the account is using. For when WeChat keeps rejecting
+    /// the token it hands out.
+    #[arg(long, conflicts_with_all = ["dry_run", "sandbox"])]
+    pub force_refresh_token: bool,
 }
 
 #[derive(Debug, Args)]
@@ -276,7 +286,23 @@ fn registered(dir: &std::path::Path) -> Result<sandbox::Templates, Error> {
         template_list: Vec::new(),
         data: Vec::new(),
     };
+    let mut seen: Vec<(bool, String, std::path::PathBuf)> = Vec::new();
     for t in found {
+        if let Some((.., first)) = seen
+            .iter()
+            .find(|(sub, id, _)| *sub == t.subscribe && *id == t.template_id)
+        {
+            eprintln!(
+                "wxpush: warning: {} has the template_id of {} ({}): their messages are laid \
+                 out as {}'s; give each template its own ID",
+                t.file.display(),
+                first.display(),
+                t.template_id,
+                first.display()
+            );
+            continue;
+        }
+        seen.push((t.subscribe, t.template_id.clone(), t.file.clone()));
         match t.subscribe {
             true => templates.data.push(sandbox::SubscribeTemplate {
                 pri_tmpl_id: t.template_id,
@@ -311,8 +337,6 @@ fn parse_fail(s: &str) -> Result<(String, i64), String> {
 }
 
 impl Cli {
-    /// Resolves the command line into a plan: loads the campaign, reads the environment,
-    /// checks the API base. Changes nothing on disk.
     /// How much the terminal is told (`--quiet`, `-v`), for every command alike.
     pub fn output(&self) -> crate::progress::Output {
         crate::progress::Output {
@@ -321,7 +345,15 @@ impl Cli {
         }
     }
 
+    /// Resolves the command line into a plan: loads the campaign (and its account), reads
+    /// the environment, checks the API base. Changes nothing on disk.
     pub fn lower(self) -> Result<Plan, Error> {
+        let accounts_arg = self.accounts;
+        let accounts = accounts_arg
+            .clone()
+            .or_else(|| std::env::var_os(account::ENV).map(PathBuf::from))
+            .filter(|p| !p.as_os_str().is_empty());
+        let accounts = accounts.as_deref();
         Ok(match self.command {
             Command::Init { name, target } => {
                 // Written into YAML and file names unquoted: letters, digits, `-` and `_`.
@@ -340,7 +372,7 @@ impl Cli {
                     mini: target == InitTarget::Mini,
                 }
             }
-            Command::Check { campaign } => Plan::Check(campaign::load(&campaign)?),
+            Command::Check { campaign } => Plan::Check(campaign::load(&campaign, accounts)?),
             Command::Preview {
                 campaign,
                 limit,
@@ -348,11 +380,11 @@ impl Cli {
                 openid,
                 html,
             } => Plan::Preview {
-                campaign: campaign::load(&campaign)?,
+                campaign: campaign::load(&campaign, accounts)?,
                 pick: crate::plan::Pick { limit, row, openid },
                 html,
             },
-            Command::Send(args) => Plan::Send(Box::new(args.lower()?)),
+            Command::Send(args) => Plan::Send(Box::new(args.lower(accounts, accounts_arg)?)),
             Command::Report {
                 report,
                 json,
@@ -365,6 +397,7 @@ impl Cli {
                 html,
                 failed: failed.map(Option::unwrap_or_default),
                 campaign,
+                accounts: accounts.map(Path::to_owned),
             },
             Command::Sandbox(args) => args.lower()?,
             Command::Completions { shell } => Plan::Completions(shell),
@@ -373,8 +406,20 @@ impl Cli {
 }
 
 impl SendArgs {
-    fn lower(self) -> Result<SendPlan, Error> {
-        let c = campaign::load(&self.campaign)?;
+    fn lower(
+        self,
+        accounts: Option<&Path>,
+        accounts_arg: Option<PathBuf>,
+    ) -> Result<SendPlan, Error> {
+        let c = campaign::load(&self.campaign, accounts)?;
+        if self.force_refresh_token && c.token != campaign::TokenSource::Stable {
+            return Err(Error::Usage(format!(
+                "--force-refresh-token asks the stable token API for a new token; {} gets its \
+                 token from {}",
+                c.path.display(),
+                c.token
+            )));
+        }
         let api = if self.dry_run {
             Api::None
         } else if self.sandbox {
@@ -405,6 +450,8 @@ impl SendArgs {
             concurrency: self.concurrency.map_or(c.concurrency, |n| n as usize),
             campaign: c,
             campaign_arg: self.campaign,
+            accounts_arg,
+            force_refresh_token: self.force_refresh_token,
             report,
             report_arg: self.report,
             run_kind,
@@ -446,6 +493,14 @@ fn remote_api(c: &campaign::Campaign) -> Result<Api, Error> {
              use https:// (plain http:// is allowed only for 127.0.0.1 and localhost)"
         )));
     }
+    if c.token.api().is_none() {
+        // A token from a command, URL or variable: no AppSecret.
+        return Ok(Api::Remote {
+            base,
+            from_env: from_env.is_some(),
+            secret: None,
+        });
+    }
     let secret = match std::env::var(&c.secret_env) {
         Ok(s) if !s.trim().is_empty() => Secret::new(s.trim().to_owned()),
         Ok(_) => {
@@ -465,7 +520,7 @@ fn remote_api(c: &campaign::Campaign) -> Result<Api, Error> {
     Ok(Api::Remote {
         base,
         from_env: from_env.is_some(),
-        secret,
+        secret: Some(secret),
     })
 }
 
@@ -627,7 +682,7 @@ mod tests {
         let remote = |secret: &str, from_env| Api::Remote {
             base: "http://127.0.0.1:9".into(),
             from_env,
-            secret: Secret::new(secret.into()),
+            secret: Some(Secret::new(secret.into())),
         };
         p.api = remote(crate::sandbox::SANDBOX_SECRET, true);
         p.run_kind = RunKind::Sandbox;

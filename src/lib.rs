@@ -12,6 +12,7 @@
 //! - [`appendfile`] (leaf): append-only line files: torn-line cut, group fsync.
 //! - [`wechat`] (leaf): the HTTP API: client, tokens, errcode table, message bodies, field rules.
 //! - [`sandbox`] (leaf): the WeChat API emulator on 127.0.0.1; it imports nothing of the client.
+//! - [`account`]: `accounts.yaml`, the accounts campaigns name (appid, token source, proxy).
 //! - [`campaign`]: YAML → validated [`campaign::Campaign`] (templates/ merged here).
 //! - [`recipients`]: streamed CSV rows, encodings, de-duplication.
 //! - [`render`]: Tera compiled once → [`wechat::message::Outgoing`] bodies.
@@ -27,6 +28,7 @@
 //! - [`cli`]: clap definitions, lowered into a [`plan::Plan`].
 //! - [`run`]: one driver per mode, wiring the stages together.
 
+pub mod account;
 pub mod appendfile;
 pub mod campaign;
 pub mod card;

@@ -44,6 +44,8 @@ pub enum Plan {
         html: Option<PathBuf>,
         failed: Option<PathBuf>,
         campaign: Option<PathBuf>,
+        /// Where the campaign's `account:` comes from (`--accounts`, `WXPUSH_ACCOUNTS`).
+        accounts: Option<PathBuf>,
     },
     Sandbox {
         addr: SocketAddr,
@@ -76,7 +78,8 @@ pub enum Api {
         base: String,
         /// The base came from [`API_BASE_ENV`] (advice repeats it).
         from_env: bool,
-        secret: Secret,
+        /// `None`: the token comes from a command, URL or variable.
+        secret: Option<Secret>,
     },
 }
 
@@ -86,6 +89,11 @@ pub struct SendPlan {
     pub campaign: Campaign,
     /// The campaign path as given on the command line.
     pub campaign_arg: PathBuf,
+    /// `--accounts` as given (advice repeats it; `WXPUSH_ACCOUNTS` stays in the environment).
+    pub accounts_arg: Option<PathBuf>,
+    /// `--force-refresh-token`: the run's first token call forces a new token (never
+    /// repeated in advice).
+    pub force_refresh_token: bool,
     pub report: PathBuf,
     /// `--report` as given.
     pub report_arg: Option<PathBuf>,
@@ -170,6 +178,9 @@ impl SendPlan {
         if matches!(self.api, Api::InProcess) {
             words.push("--sandbox".into());
         }
+        if let Some(a) = &self.accounts_arg {
+            words.extend(["--accounts".into(), a.clone().into()]);
+        }
         if let Some(r) = self.rate_arg {
             words.extend(["--rate".into(), r.to_string().into()]);
         }
@@ -223,12 +234,14 @@ impl SendPlan {
         } = &self.api
             && self.run_kind == RunKind::Sandbox
             && assignable
-            && secret.expose() == crate::sandbox::SANDBOX_SECRET
+            && secret
+                .as_ref()
+                .is_some_and(|s| s.expose() == crate::sandbox::SANDBOX_SECRET)
         {
             // The sandbox's built-in secret is nobody's AppSecret (those are 32 hex digits):
             // repeating it lets the advice work where it was given inline, as the sandbox's
             // banner shows. A real AppSecret is never printed.
-            line = format!("{name}={} {line}", secret.expose());
+            line = format!("{name}={} {line}", crate::sandbox::SANDBOX_SECRET);
         }
         match &self.api {
             // An assignment before the command: the name itself must not be quoted.

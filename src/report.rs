@@ -36,6 +36,8 @@ pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Sync to disk after this many rows even within [`appendfile::SYNC_EVERY`]: at high rates
 /// a power cut then loses at most this many outcomes.
 const SYNC_ROWS: usize = 1000;
+/// Rows are buffered up to this many bytes between flushes.
+const BUFFER: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -90,9 +92,11 @@ impl Writer {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io_err)?;
         }
-        let mut file = File::create(path).map_err(io_err)?;
-        io::Write::write_all(&mut file, BOM).map_err(io_err)?;
-        let mut w = Self::over(path, file, payload, offset);
+        let file = File::create(path).map_err(io_err)?;
+        // Into the buffer, so that the BOM and the header reach the file in one write.
+        let mut buffered = BufWriter::with_capacity(BUFFER, file);
+        io::Write::write_all(&mut buffered, BOM).map_err(io_err)?;
+        let mut w = Self::over(path, buffered, payload, offset);
         let mut header: Vec<&str> = COLUMNS.to_vec();
         if payload {
             header.push(PAYLOAD);
@@ -108,15 +112,20 @@ impl Writer {
             path: path.to_owned(),
             source,
         })?;
-        Ok(Self::over(path, file, false, offset))
+        Ok(Self::over(
+            path,
+            BufWriter::with_capacity(BUFFER, file),
+            false,
+            offset,
+        ))
     }
 
-    fn over(path: &Path, file: File, payload: bool, offset: UtcOffset) -> Self {
+    fn over(path: &Path, file: BufWriter<File>, payload: bool, offset: UtcOffset) -> Self {
         Writer {
             path: path.to_owned(),
             csv: csv::WriterBuilder::new()
                 .has_headers(false)
-                .from_writer(BufWriter::with_capacity(1 << 20, file)),
+                .from_writer(file),
             payload,
             offset,
             sync: GroupSync::new(SYNC_ROWS),

@@ -183,7 +183,7 @@ pub(super) fn preview(c: &Campaign, pick: &Pick, html: Option<&Path>) -> Result<
         );
     }
     if invalid > 0 {
-        say!(
+        show!(
             "{} shown cannot be sent; `wxpush check {}` lists every invalid row",
             counted(invalid, "message"),
             shell_words::quote(&c.path.to_string_lossy())

@@ -27,9 +27,9 @@ pub(super) fn announce(plan: &SendPlan, start: &Start, v: &Validated) {
              sending starts"
         );
         if start.aside_sent > 0 {
-            say!(
-                "restart: {} already got this message (sent in that report) and will get it \
-                 again",
+            eprintln!(
+                "wxpush: warning: restart: {} already got this message (sent in that report) \
+                 and will get it again",
                 recipients(start.aside_sent)
             );
         }
@@ -247,11 +247,27 @@ fn how_to_go_on(plan: &SendPlan, done: Done) -> String {
     if !plan.to.is_empty() {
         // A test send keeps no journal: there is nothing to resume, only the test to repeat.
         let sent = match done {
-            Done::Tally(t) if t.count(Status::Sent) > 0 => {
-                format!("{} of the test sent", thousands(t.count(Status::Sent)))
+            Done::Tally(t) => {
+                let (sent, unknown) = (t.count(Status::Sent), t.count(Status::Unknown));
+                let mut s = match sent {
+                    0 => "nothing of the test sent".to_owned(),
+                    n => format!("{} of the test sent", thousands(n)),
+                };
+                if unknown > 0 {
+                    s.push_str(&format!(
+                        ", {} may have arrived (no answer)",
+                        thousands(unknown)
+                    ));
+                }
+                s
             }
-            Done::Recorded(n) => format!("{} of the test recorded", recipients(n)),
-            _ => "nothing of the test sent".to_owned(),
+            Done::Recorded(n) => {
+                format!(
+                    "{} of the test recorded (more may have arrived)",
+                    recipients(n)
+                )
+            }
+            Done::Untouched | Done::Nothing => "nothing of the test sent".to_owned(),
         };
         return format!(
             "\n  {sent}; the campaign's own report is not touched\n  to test again (every \
@@ -362,7 +378,11 @@ pub(super) fn confirm(plan: &SendPlan, counts: &Counts, base: &str) -> Result<()
         ),
     ];
     for (what, fact) in facts {
-        say!("  {what:<10}  {fact}");
+        // What the question is about is shown whenever it is asked, --quiet or not.
+        match plan.yes {
+            true => say!("  {what:<10}  {fact}"),
+            false => show!("  {what:<10}  {fact}"),
+        }
     }
     let question = format!("Send {}?", counted(counts.to_send, "message"));
     if plan.yes {

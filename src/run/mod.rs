@@ -126,12 +126,14 @@ pub async fn run(plan: Plan) -> Result<(), Error> {
             html,
             failed,
             campaign,
+            accounts,
         } => results::report(
             &report,
             json,
             html.as_deref(),
             failed.as_deref(),
             campaign.as_deref(),
+            accounts.as_deref(),
         ),
         Plan::Sandbox { addr, knobs } => sandbox::serve(addr, knobs).await,
         Plan::Completions(shell) => {

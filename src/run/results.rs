@@ -100,6 +100,7 @@ pub fn report(
     html: Option<&Path>,
     failed: Option<&Path>,
     campaign: Option<&Path>,
+    accounts: Option<&Path>,
 ) -> Result<(), Error> {
     let (totals, worth_retrying) = read(path)?;
     let journal = journal::path_for(path);
@@ -107,8 +108,8 @@ pub fn report(
     let retry = match failed {
         Some(out) => {
             let c = match campaign {
-                Some(p) => campaign::load(p)?,
-                None => find_campaign(path, totals.campaign.as_deref())?,
+                Some(p) => campaign::load(p, accounts)?,
+                None => find_campaign(path, totals.campaign.as_deref(), accounts)?,
             };
             if let Some(name) = totals.campaign.as_deref().filter(|n| *n != c.name) {
                 return Err(Error::Usage(format!(
@@ -484,7 +485,11 @@ td svg{width:56px}}";
 
 /// The campaign named `name` whose reports folder holds `report`: a campaign file in the
 /// folder above it.
-fn find_campaign(report: &Path, name: Option<&str>) -> Result<Campaign, Error> {
+fn find_campaign(
+    report: &Path,
+    name: Option<&str>,
+    accounts: Option<&Path>,
+) -> Result<Campaign, Error> {
     let dir = report
         .parent()
         .and_then(Path::parent)
@@ -502,7 +507,7 @@ fn find_campaign(report: &Path, name: Option<&str>) -> Result<Campaign, Error> {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .map(|p| p.strip_prefix(".").map(Path::to_owned).unwrap_or(p))
             .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-            .filter_map(|p| campaign::load(&p).ok())
+            .filter_map(|p| campaign::load(&p, accounts).ok())
             .find(|c| c.name == name)
     });
     found.ok_or_else(|| {

@@ -1,4 +1,5 @@
-//! `wxpush sandbox`: the emulator alone, until Ctrl-C.
+//! `wxpush sandbox`: the emulator alone, until Ctrl-C. Its banner is what it exists to print
+//! (where it listens, its secret, how to send to it): `--quiet` keeps it.
 
 use std::net::SocketAddr;
 
@@ -24,18 +25,18 @@ pub async fn serve(addr: SocketAddr, knobs: Knobs) -> Result<(), Error> {
     } else {
         "as tolerant as WeChat; --strict refuses undocumented body fields"
     };
-    say!("wxpush sandbox: a WeChat API emulator on {base} ({how})");
-    say!("  send to it with:");
-    say!("    {API_BASE_ENV}={base} WXPUSH_SECRET={secret} wxpush send CAMPAIGN.yaml");
-    say!("  what arrived, one phone per openid: {base}/ (JSON: {base}/sandbox/messages)");
+    show!("wxpush sandbox: a WeChat API emulator on {base} ({how})");
+    show!("  send to it with:");
+    show!("    {API_BASE_ENV}={base} WXPUSH_SECRET={secret} wxpush send CAMPAIGN.yaml");
+    show!("  what arrived, one phone per openid: {base}/ (JSON: {base}/sandbox/messages)");
     match examples {
-        true => say!(
+        true => show!(
             "  templates: the examples' ({}); --templates templates lists your own",
             titles.join(", ")
         ),
-        false => say!("  templates: {}", titles.join(", ")),
+        false => show!("  templates: {}", titles.join(", ")),
     }
-    say!("  counters: {base}/sandbox/stats   requests: {base}/sandbox/requests   Ctrl-C stops it");
+    show!("  counters: {base}/sandbox/stats   requests: {base}/sandbox/requests   Ctrl-C stops it");
     let _ = tokio::signal::ctrl_c().await;
     sb.shutdown().await;
     Ok(())

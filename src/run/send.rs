@@ -23,7 +23,7 @@ use crate::progress::{self, Facts};
 use crate::report;
 use crate::resume::{self, Start, Subject};
 use crate::sandbox::{self, Sandbox};
-use crate::wechat::token::Tokens;
+use crate::wechat::token::{TokenSource, Tokens};
 use crate::wechat::{Client, Secret};
 
 pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
@@ -41,7 +41,10 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
     tracing::debug!(
         report = %plan.report.display(),
         previous_rows = ?start.previous_rows,
-        actions = ?start.actions,
+        actions = start.actions.len(),
+        in_doubt = start.unknown().len(),
+        resend = start.resend.len(),
+        dropped = start.dropped,
         "resume decided"
     );
     let v = check::validate(&plan.campaign, Some(&start.done))?;
@@ -134,12 +137,19 @@ pub(super) async fn authenticate(
     target: &Target,
 ) -> Result<(Client, Arc<Tokens>), Error> {
     let c = &plan.campaign;
-    let client = Client::new(&target.base).map_err(Error::Aborted)?;
+    // The in-process sandbox is this machine: never through a proxy.
+    let proxy = c.proxy.as_ref().filter(|_| target.sandbox.is_none());
+    let client = Client::new(&target.base, proxy).map_err(Error::Aborted)?;
     let tokens = Arc::new(Tokens::new(
         client.clone(),
-        c.token_api,
+        // The in-process sandbox knows only its own secret, whatever the account's source.
+        match target.sandbox {
+            Some(_) => TokenSource::Stable,
+            None => c.token.clone(),
+        },
         c.appid.clone(),
         target.secret.clone(),
+        plan.force_refresh_token,
     ));
     tokens
         .get()
@@ -200,9 +210,10 @@ impl Run {
         let used = tally.outcomes();
         if self.to_send < self.v.to_send {
             let left = self.v.to_send - self.to_send;
-            say_raw!("{}", interact::limit_reached(plan, left, used));
+            // What is left to do is shown even with --quiet: the run exits 0.
+            show_raw!("{}", interact::limit_reached(plan, left, used));
         }
-        say_raw!(
+        show_raw!(
             "{}",
             leftovers.plus(&tally).advice(plan, plan.next_limit(used))
         );
@@ -258,7 +269,7 @@ fn nothing_left(
         record().map_err(|e| interact::failed_after_start(plan, e, Done::Nothing))?;
     }
     say!("nothing left to send: every recipient has a row in the report");
-    say_raw!(
+    show_raw!(
         "{}",
         Leftovers::before(start, plan).advice(plan, plan.limit)
     );
@@ -268,7 +279,7 @@ fn nothing_left(
 /// Where the run sends, and with which secret.
 pub(super) struct Target {
     pub base: String,
-    secret: Secret,
+    secret: Option<Secret>,
     pub sandbox: Option<Sandbox>,
 }
 
@@ -295,7 +306,7 @@ pub(super) async fn connect(plan: &SendPlan) -> Result<Target, Error> {
                 .map_err(|e| Error::Aborted(format!("cannot start the sandbox: {e}")))?;
             Ok(Target {
                 base: sb.base_url(),
-                secret: Secret::new(sandbox::SANDBOX_SECRET.to_owned()),
+                secret: Some(Secret::new(sandbox::SANDBOX_SECRET.to_owned())),
                 sandbox: Some(sb),
             })
         }

@@ -109,7 +109,7 @@ pub(super) fn arrived(records: &[Recorded], templates: &Templates) -> Vec<Messag
                 .to_owned()
         };
         let (own, other) = match endpoint {
-            Some(Endpoint::Template) => (&official, &subscribe),
+            Some(Endpoint::Template | Endpoint::Wxopen) => (&official, &subscribe),
             _ => (&subscribe, &official),
         };
         let shape = own

@@ -76,6 +76,48 @@ pub enum SendError {
     Ambiguous(String),
 }
 
+/// An egress proxy (an account's `proxy:`): `http://[user:password@]host:port`. The
+/// password is a secret: `Debug` and [`Proxy::redacted`] replace it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Proxy(reqwest::Url);
+
+impl Proxy {
+    pub fn parse(s: &str) -> Result<Proxy, String> {
+        // The message never repeats `s`: it may hold the password.
+        let url = reqwest::Url::parse(s)
+            .map_err(|e| format!("not a proxy URL like http://host:3128 ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err("not a proxy URL like http://host:3128 (http:// or https://)".into());
+        }
+        Ok(Proxy(url))
+    }
+
+    /// The URL with its password as `***`.
+    pub fn redacted(&self) -> String {
+        let mut u = self.0.clone();
+        if u.password().is_some() {
+            let _ = u.set_password(Some("***"));
+        }
+        u.to_string()
+    }
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Proxy({})", self.redacted())
+    }
+}
+
+/// An AppID: `wx` and 16 letters or digits.
+pub fn looks_like_appid(s: &str) -> bool {
+    s.len() == 18 && s.starts_with("wx") && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// `url` without its query string (which may hold a key or a token), for messages.
+pub fn without_query(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}
+
 /// The HTTP side of the API: one keep-alive client and the base URL.
 #[derive(Clone)]
 pub struct Client {
@@ -84,14 +126,20 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(base: &str) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
+    /// A client of `base`, through `proxy` when given (else the proxy variables:
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`, as reqwest reads them).
+    pub fn new(base: &str, proxy: Option<&Proxy>) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("wxpush/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| describe(e.without_url()))?;
+            .tcp_nodelay(true);
+        if let Some(p) = proxy {
+            // Credentials in the URL become its Proxy-Authorization.
+            let p = reqwest::Proxy::all(p.0.clone()).map_err(|e| describe(e.without_url()))?;
+            builder = builder.proxy(p);
+        }
+        let http = builder.build().map_err(|e| describe(e.without_url()))?;
         Ok(Client {
             http,
             base: base.trim_end_matches('/').to_owned(),
@@ -133,7 +181,7 @@ impl Client {
             // The request was processed; only the answer was lost.
             SendError::Ambiguous(describe(e.without_url()))
         })?;
-        tracing::trace!(http = status.as_u16(), answer = %String::from_utf8_lossy(&bytes), "answered");
+        tracing::trace!(http = status.as_u16(), answer = %loggable(&bytes, token), "answered");
         if !status.is_success() {
             return Err(SendError::BadAnswer(format!("HTTP {status}")));
         }
@@ -168,6 +216,16 @@ pub(crate) fn describe(e: reqwest::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// An answer for the `-vv` log: a proxy's error page could echo the request URL, and with
+/// it the token; such an answer is withheld.
+fn loggable(bytes: &[u8], token: &Token) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    if s.contains(token.expose()) || s.contains("access_token") || s.contains("secret") {
+        return "[answer withheld: it mentions credentials]".into();
+    }
+    s.into_owned()
 }
 
 /// The start of an unexpected answer, for the report. A proxy error page could echo the
@@ -226,5 +284,10 @@ mod tests {
     fn snippets_mentioning_tokens_are_withheld() {
         assert!(!snippet(b"<html>GET /x?access_token=abc</html>").contains("abc"));
         assert_eq!(snippet(b"<html>\nbad</html>"), "<html> bad</html>");
+        // The -vv log too, even when the page names the token without its parameter name.
+        let t = Token::for_test("tok123");
+        assert!(!loggable(b"<html>/x?access_token=tok123</html>", &t).contains("tok123"));
+        assert!(!loggable(b"denied: tok123", &t).contains("tok123"));
+        assert_eq!(loggable(br#"{"errcode":0}"#, &t), r#"{"errcode":0}"#);
     }
 }

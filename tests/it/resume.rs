@@ -116,6 +116,60 @@ fn recipients_whose_retries_ran_out_can_be_retried_later() {
     assert_eq!(w.report(REPORT).len(), 30);
 }
 
+/// A report written before the Excel-friendly format (no BOM, bare msgids, UTC times) with
+/// a torn last line still resumes: `--retry-failed` drops its rows and sends those again,
+/// everyone once, and `wxpush report` reads it.
+#[test]
+fn a_report_in_the_older_format_resumes_and_retries() {
+    let w = Workdir::new();
+    generated(&w, 20, "rate: 500\ntarget: mini\n");
+    let busy = Sandbox::start(Knobs {
+        fail_prefixes: vec![("o_test_0000".into(), -1)],
+        ..Knobs::default()
+    });
+    w.send(&busy, &["--limit", "15"]).expect(0);
+    let accepted_before = busy.stats().accepted;
+    drop(busy);
+    // Rewritten as the older writer wrote it.
+    let text = w.read(REPORT);
+    let mut old = String::new();
+    for (i, line) in text.trim_start_matches('\u{feff}').lines().enumerate() {
+        let mut cells: Vec<String> = line.split(',').map(str::to_owned).collect();
+        if i > 0 {
+            cells[4] = cells[4]
+                .trim_start_matches("\"=\"\"")
+                .trim_end_matches("\"\"\"")
+                .to_owned();
+            if let Some((at, _)) = wxpush::timezone::parse(&cells[6]) {
+                cells[6] = humantime::format_rfc3339_millis(at).to_string();
+            }
+        }
+        old.push_str(&cells.join(","));
+        old.push('\n');
+    }
+    assert!(
+        old.contains("Z,") && !old.contains("+08:00") && !old.contains("=\""),
+        "{old}"
+    );
+    // A crash cut the last line short.
+    w.write(REPORT, format!("{old}o_test_00016,se"));
+    let sb = Sandbox::start(Knobs::default());
+    w.send(&sb, &["--retry-failed"])
+        .expect(0)
+        .stdout_has("9 recipients recorded `failed` after their last retry will be sent again");
+    // The 9 busy ones and the 5 never sent (the torn row is no outcome); nobody else.
+    assert_eq!(sb.stats().accepted, 14);
+    assert_eq!(accepted_before, 6);
+    assert_eq!(sb.stats().duplicate_deliveries, 0);
+    let rows = w.report(REPORT);
+    assert_eq!(rows.len(), 20);
+    assert!(rows.iter().all(|r| r["status"] == "sent"), "{rows:?}");
+    w.cmd(&["report", REPORT])
+        .run()
+        .expect(0)
+        .stdout_has("sent            20");
+}
+
 #[test]
 fn connection_resets_never_cause_a_duplicate() {
     for (target, expect_unknown) in [("", false), ("target: mini\n", true)] {

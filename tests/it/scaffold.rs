@@ -324,7 +324,7 @@ fn quiet_says_nothing_and_verbose_logs_no_secret() {
 
     let verbose = w.send(&sb, &["--restart", "-vv"]).expect(0);
     for needle in [
-        "DEBUG wxpush::wechat::token: access token fetched expires_in=7200",
+        "DEBUG wxpush::wechat::token: access token fetched source=stable",
         "DEBUG wxpush::dispatch: answer openid=o_test_00001 row=1 attempt=1 errcode=Some(0)",
         "TRACE wxpush::wechat: POST endpoint=\"/cgi-bin/message/subscribe/send\"",
         "resume decided",
