@@ -97,13 +97,18 @@ pub fn find(dir: &Path, explicit: Option<&Path>) -> Result<PathBuf, Error> {
     };
     // Parents of the absolute path, so that `..` and a relative `dir` are followed up too.
     let absolute = std::path::absolute(start).unwrap_or_else(|_| start.to_owned());
-    absolute
+    let found = absolute
         .ancestors()
         .map(|d| d.join(FILE))
         .find(|p| p.is_file())
         .ok_or_else(|| Error::NotFound {
             from: start.to_owned(),
-        })
+        })?;
+    // Named as the user would (`accounts.yaml`, `../accounts.yaml` is shown from here).
+    let here = std::env::current_dir().ok();
+    Ok(here
+        .and_then(|h| found.strip_prefix(h).ok().map(Path::to_owned))
+        .unwrap_or(found))
 }
 
 /// Reads and checks the accounts file at `path`.

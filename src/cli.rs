@@ -12,7 +12,7 @@ use crate::Error;
 use crate::account;
 use crate::campaign::{self, MAX_CONCURRENCY};
 use crate::journal::RunKind;
-use crate::plan::{API_BASE_ENV, Api, Plan, SendPlan, default_report};
+use crate::plan::{API_BASE_ENV, AccountsTest, Api, Plan, SendPlan, default_report};
 use crate::resume;
 use crate::sandbox::{self, Knobs};
 use crate::wechat::{self, Secret};
@@ -28,6 +28,9 @@ macro_rules! footer {
             "  WXPUSH_SECRET    the AppSecret (or the variable a campaign's `secret_env` names)\n",
             "  WXPUSH_API_BASE  the API base URL (default https://api.weixin.qq.com; a sandbox's\n",
             "                   http://127.0.0.1:PORT)\n",
+            "  WXPUSH_ACCOUNTS  the accounts file (as --accounts; default: accounts.yaml beside\n",
+            "                   the campaign or in a folder above)\n",
+            "  HTTPS_PROXY, HTTP_PROXY, NO_PROXY  the way out, unless an account sets `proxy:`\n",
             "\nExit codes: 0 completed; 1 aborted (run the command it prints); 2 invalid input or\n",
             "usage (nothing sent, no file changed); 130 Ctrl-C before sending started.",
         )
@@ -132,6 +135,16 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         campaign: Option<PathBuf>,
     },
+    /// List the accounts of accounts.yaml; `accounts test [NAME]` fetches a token for each.
+    #[command(after_help = footer!(
+        "wxpush accounts",
+        "wxpush accounts test",
+        "wxpush accounts test brand-a --accounts ops/accounts.yaml",
+    ))]
+    Accounts {
+        #[command(subcommand)]
+        action: Option<AccountsAction>,
+    },
     /// Run the WeChat API emulator on 127.0.0.1.
     #[command(after_help = footer!(
         "wxpush sandbox",
@@ -147,6 +160,18 @@ pub enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsAction {
+    /// Fetch a token for each account (or NAME) and print OK or the cause with what to do;
+    /// never the token or the secret. Exits 1 when any account fails.
+    #[command(after_help = footer!("wxpush accounts test", "wxpush accounts test brand-a"))]
+    Test {
+        /// Only this account (a `classic` one is tested only when named: fetching a classic
+        /// token invalidates the one the account's other services use, 5 minutes later).
+        name: Option<String>,
     },
 }
 
@@ -269,6 +294,10 @@ pub struct SandboxArgs {
     /// (wxaapi/newtmpl/gettemplate).
     #[arg(long, value_name = "DIR|FILE")]
     pub templates: Option<PathBuf>,
+    /// The account's API IP whitelist (comma-separated): the token endpoints answer 40164
+    /// to a caller not on it (every caller of the sandbox is 127.0.0.1).
+    #[arg(long, value_name = "IP,...", value_delimiter = ',')]
+    pub whitelist: Option<Vec<String>>,
 }
 
 /// The sandbox's template lists from a folder of template files (`templates/`): each one
@@ -399,6 +428,44 @@ impl Cli {
                 campaign,
                 accounts: accounts.map(Path::to_owned),
             },
+            Command::Accounts { action } => {
+                let file = account::find(Path::new("."), accounts)?;
+                let all = account::load(&file)?;
+                let test = match action {
+                    None => None,
+                    Some(AccountsAction::Test { name }) => {
+                        if let Some(n) = &name
+                            && all.get(n).is_none()
+                        {
+                            return Err(Error::Usage(format!(
+                                "no account `{n}` in {} (it has {})",
+                                file.display(),
+                                all.names().join(", ")
+                            )));
+                        }
+                        let (base, _) = api_base()?;
+                        let secrets = all
+                            .accounts
+                            .iter()
+                            .map(|a| match a.token.api() {
+                                Some(_) => secret_from(&a.secret_env, &a.appid)
+                                    .map(Some)
+                                    .map_err(|e| e.to_string()),
+                                None => Ok(None),
+                            })
+                            .collect();
+                        Some(AccountsTest {
+                            base,
+                            only: name,
+                            secrets,
+                        })
+                    }
+                };
+                Plan::Accounts {
+                    accounts: all,
+                    test,
+                }
+            }
             Command::Sandbox(args) => args.lower()?,
             Command::Completions { shell } => Plan::Completions(shell),
         })
@@ -474,6 +541,39 @@ impl SendArgs {
 
 /// The API base from the environment (default: WeChat's), checked, with its AppSecret.
 fn remote_api(c: &campaign::Campaign) -> Result<Api, Error> {
+    let (base, from_env) = api_base()?;
+    if c.token.api().is_none() {
+        // A token from a command, URL or variable: no AppSecret.
+        return Ok(Api::Remote {
+            base,
+            from_env,
+            secret: None,
+        });
+    }
+    let secret = secret_from(&c.secret_env, &c.appid)?;
+    Ok(Api::Remote {
+        base,
+        from_env,
+        secret: Some(secret),
+    })
+}
+
+/// The AppSecret of `appid`, from the variable `name`.
+fn secret_from(name: &str, appid: &str) -> Result<Secret, Error> {
+    match std::env::var(name) {
+        Ok(s) if !s.trim().is_empty() => Ok(Secret::new(s.trim().to_owned())),
+        Ok(_) => Err(Error::Usage(format!(
+            "the environment variable {name} is empty: it must hold the AppSecret of {appid}"
+        ))),
+        Err(_) => Err(Error::Usage(format!(
+            "the environment variable {name} is not set: it must hold the AppSecret of {appid} \
+             (or try the built-in emulator with --sandbox)"
+        ))),
+    }
+}
+
+/// The API base: `WXPUSH_API_BASE` (checked), else WeChat's; whether it came from there.
+fn api_base() -> Result<(String, bool), Error> {
     let from_env = std::env::var(API_BASE_ENV).ok().filter(|b| !b.is_empty());
     let base = from_env
         .clone()
@@ -493,35 +593,7 @@ fn remote_api(c: &campaign::Campaign) -> Result<Api, Error> {
              use https:// (plain http:// is allowed only for 127.0.0.1 and localhost)"
         )));
     }
-    if c.token.api().is_none() {
-        // A token from a command, URL or variable: no AppSecret.
-        return Ok(Api::Remote {
-            base,
-            from_env: from_env.is_some(),
-            secret: None,
-        });
-    }
-    let secret = match std::env::var(&c.secret_env) {
-        Ok(s) if !s.trim().is_empty() => Secret::new(s.trim().to_owned()),
-        Ok(_) => {
-            return Err(Error::Usage(format!(
-                "the environment variable {} is empty: it must hold the AppSecret of {}",
-                c.secret_env, c.appid
-            )));
-        }
-        Err(_) => {
-            return Err(Error::Usage(format!(
-                "the environment variable {} is not set: it must hold the AppSecret of {} \
-                 (or try the built-in emulator with --sandbox)",
-                c.secret_env, c.appid
-            )));
-        }
-    };
-    Ok(Api::Remote {
-        base,
-        from_env: from_env.is_some(),
-        secret: Some(secret),
-    })
+    Ok((base, from_env.is_some()))
 }
 
 impl SandboxArgs {
@@ -569,6 +641,7 @@ impl SandboxArgs {
                 },
                 token_daily_limit: self.token_daily_limit,
                 templates,
+                ip_whitelist: self.whitelist,
                 ..sandbox::Knobs::default()
             },
         })

@@ -56,6 +56,8 @@ pub enum Error {
     #[error(transparent)]
     Campaign(#[from] campaign::Error),
     #[error(transparent)]
+    Accounts(#[from] account::Error),
+    #[error(transparent)]
     Recipients(#[from] recipients::Error),
     #[error(transparent)]
     Render(#[from] render::Error),
@@ -95,6 +97,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Campaign(_)
+            | Error::Accounts(_)
             | Error::Recipients(_)
             | Error::Render(_)
             | Error::Rows(..)

@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use crate::account::Accounts;
 use crate::campaign::Campaign;
 use crate::journal::RunKind;
 use crate::resume;
@@ -47,6 +48,11 @@ pub enum Plan {
         /// Where the campaign's `account:` comes from (`--accounts`, `WXPUSH_ACCOUNTS`).
         accounts: Option<PathBuf>,
     },
+    /// `wxpush accounts [test]`: the accounts file, and what to test (`None`: list).
+    Accounts {
+        accounts: Accounts,
+        test: Option<AccountsTest>,
+    },
     Sandbox {
         addr: SocketAddr,
         knobs: Knobs,
@@ -64,6 +70,18 @@ pub struct Pick {
     pub row: Option<u64>,
     /// Only this openid.
     pub openid: Option<String>,
+}
+
+/// `wxpush accounts test [NAME]`, resolved.
+#[derive(Debug)]
+pub struct AccountsTest {
+    /// The API base (`WXPUSH_API_BASE`, else WeChat's).
+    pub base: String,
+    /// Only this account.
+    pub only: Option<String>,
+    /// Per account, in the file's order: its AppSecret (`None`: its source needs none), or
+    /// why it cannot be read.
+    pub secrets: Vec<Result<Option<Secret>, String>>,
 }
 
 /// Where a send goes.

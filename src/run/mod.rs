@@ -9,6 +9,7 @@
 //! - `interact`: what the user reads and answers: the confirmation, Ctrl-C, announcements,
 //!   refusals, aborts and the advice (each an exact command from the plan).
 //! - `init`: `wxpush init`, an example campaign to start from.
+//! - `accounts`: `wxpush accounts [test]`, the accounts file and a token for each.
 //! - `results`: `wxpush report`, a report read back: totals, failures, who to retry.
 //! - `sandbox`: `wxpush sandbox`.
 
@@ -98,6 +99,7 @@ macro_rules! say_raw {
     }};
 }
 
+mod accounts;
 mod check;
 mod init;
 mod interact;
@@ -135,6 +137,7 @@ pub async fn run(plan: Plan) -> Result<(), Error> {
             campaign.as_deref(),
             accounts.as_deref(),
         ),
+        Plan::Accounts { accounts, test } => accounts::accounts(&accounts, test.as_ref()).await,
         Plan::Sandbox { addr, knobs } => sandbox::serve(addr, knobs).await,
         Plan::Completions(shell) => {
             use clap::CommandFactory as _;

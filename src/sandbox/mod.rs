@@ -103,6 +103,9 @@ pub struct Knobs {
     /// its answer is held until [`Sandbox::release`]. `Some(0)` acts like
     /// `Some(1)`. Counted in [`Stats::held`].
     pub hold_from: Option<u64>,
+    /// `Some(ips)`: the account's API IP whitelist. The token endpoints answer 40164 to a
+    /// caller not on it; every caller of the sandbox is 127.0.0.1 (it listens there only).
+    pub ip_whitelist: Option<Vec<String>>,
 }
 
 impl Default for Knobs {
@@ -123,6 +126,7 @@ impl Default for Knobs {
             templates: Templates::default(),
             reset_ratio: 0.0,
             hold_from: None,
+            ip_whitelist: None,
         }
     }
 }
@@ -134,6 +138,8 @@ pub struct Stats {
     pub token_calls: u64,
     /// `POST /cgi-bin/stable_token` calls.
     pub stable_token_calls: u64,
+    /// Those of them with `"force_refresh": true` (whether or not they refreshed).
+    pub force_refresh_calls: u64,
     pub tokens_minted: u64,
     /// All requests to the four send endpoints (wrong-method ones included,
     /// answered 43002).

@@ -29,6 +29,8 @@ const MAX_TOKEN_TTL: Duration = Duration::from_secs(365 * 86_400);
 const TOKEN_PREFIX: &str = "sbx_";
 /// Hex digits after [`TOKEN_PREFIX`].
 const TOKEN_HEX: usize = 48;
+/// Where every request to the sandbox comes from: it listens on 127.0.0.1 only.
+const CALLER_IP: &str = "127.0.0.1";
 /// `stable_token` with `force_refresh`: at most this many a day…
 const FORCE_REFRESH_DAILY: u32 = 20;
 /// …and at least this far apart; a closer one refreshes nothing (the current token is
@@ -308,6 +310,15 @@ impl State {
         if !self.is_our_appid(appid) {
             return Err(Reject::new(40013, "invalid appid"));
         }
+        // WeChat checks the caller's IP before the secret.
+        if let Some(list) = &self.knobs.ip_whitelist
+            && !list.iter().any(|ip| ip == CALLER_IP)
+        {
+            return Err(Reject::new(
+                40164,
+                format!("invalid ip {CALLER_IP} ipv6 ::ffff:{CALLER_IP}, not in whitelist"),
+            ));
+        }
         if secret != self.knobs.secret {
             return Err(Reject::new(40125, "invalid appsecret"));
         }
@@ -373,6 +384,7 @@ impl State {
         force_refresh: bool,
         now: Instant,
     ) -> Result<Issued, Reject> {
+        self.stats.force_refresh_calls += u64::from(force_refresh);
         self.check_credentials(c)?;
         // Like `classic_today`: calls that got past the credentials.
         self.stable_today += 1;

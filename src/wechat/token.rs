@@ -226,6 +226,8 @@ struct TokenReply {
 struct Cached {
     token: Token,
     refresh_at: Instant,
+    /// What the source said of its life.
+    expires_in: Option<u64>,
 }
 
 struct Gate {
@@ -276,8 +278,15 @@ impl Tokens {
                 generation: 1,
             },
             refresh_at: Instant::now() + Duration::from_secs(86_400),
+            expires_in: None,
         });
         t
+    }
+
+    /// The `expires_in` of the token fetched last, if its source said.
+    pub fn expires_in(&self) -> Option<u64> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.as_ref().and_then(|c| c.expires_in)
     }
 
     /// A token that is not about to expire.
@@ -368,6 +377,7 @@ impl Tokens {
         *cache = Some(Cached {
             token: token.clone(),
             refresh_at: refresh_at(Instant::now(), life),
+            expires_in: reply.expires_in,
         });
         Ok(token)
     }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod accounts;
 mod advice;
 mod browser;
 mod check;

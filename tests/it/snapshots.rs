@@ -16,6 +16,8 @@ fn help_texts() {
         ("help_sandbox", &["sandbox", "--help"]),
         ("help_init", &["init", "--help"]),
         ("help_report", &["report", "--help"]),
+        ("help_accounts", &["accounts", "--help"]),
+        ("help_accounts_test", &["accounts", "test", "--help"]),
     ] {
         wx_snapshot!(name, w.cmd(args).run().expect(0));
     }

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub mod servers;
+
 pub use wxpush::sandbox::{Knobs, Mode, Recorded, SANDBOX_SECRET, Stats};
 
 /// A sandbox on 127.0.0.1:0, served by its own runtime; stopped on drop.
@@ -47,6 +49,26 @@ impl Sandbox {
 
     pub fn url(&self) -> String {
         self.get().base_url()
+    }
+
+    /// A token of this sandbox, fetched as another service of the account would (stable
+    /// API): what a company's token command or service hands out.
+    pub fn mint_token(&self) -> String {
+        let url = format!("{}/cgi-bin/stable_token", self.url());
+        let body = serde_json::json!({"grant_type": "client_credential",
+            "appid": "wx0123456789abcdef", "secret": SANDBOX_SECRET});
+        self.rt.block_on(async {
+            let r: serde_json::Value = reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            r["access_token"].as_str().expect("a token").to_owned()
+        })
     }
 
     pub fn stats(&self) -> Stats {
