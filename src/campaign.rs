@@ -1187,6 +1187,16 @@ impl Validator<'_> {
                             return Err(self.err(&format!("{at}.truncate"), "is true or false"));
                         };
                         if b && !crate::wechat::fields::can_shorten(key) {
+                            // A misspelled key first: that is the mistake to fix.
+                            if let Some(near) = crate::wechat::fields::misspelled_type(key) {
+                                return Err(self.err(
+                                    &at,
+                                    format!(
+                                        "`{key}` is none of WeChat's typed keys (did you mean \
+                                         `{near}`?)"
+                                    ),
+                                ));
+                            }
                             return Err(self.err(
                                 &format!("{at}.truncate"),
                                 format!(
@@ -1411,6 +1421,20 @@ mod tests {
             m.contains("unknown key `trucate` (did you mean `truncate`?)"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn a_misspelled_key_with_truncate_is_named_as_misspelled() {
+        let e = load_str(&format!("{OK}  thign1: {{ value: x, truncate: true }}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":7: `data.thign1`: `thign1` is none of WeChat's typed keys (did you mean `thing1`?)"), "{e}");
+        let e = load_str(&format!(
+            "{OK}  number2: {{ value: \"1\", truncate: true }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`number2` has no length limit"), "{e}");
     }
 
     #[test]

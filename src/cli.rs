@@ -35,6 +35,14 @@ macro_rules! footer {
             "usage (nothing sent, no file changed); 130 Ctrl-C before sending started.",
         )
     };
+    // A command that talks to no account (init, completions, the sandbox itself).
+    (local: $($example:literal),* $(,)?) => {
+        concat!(
+            "Examples:\n",
+            $("  ", $example, "\n",)*
+            "\nExit codes: 0 completed; 1 failed; 2 invalid input or usage (no file changed).",
+        )
+    };
 }
 
 /// Declarative WeChat push campaigns: validate, preview, then send through a rate-limited
@@ -64,7 +72,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write a commented example campaign, its recipients CSV and its template, to start from.
-    #[command(after_help = footer!("wxpush init spring-sale", "wxpush init class-reminder --target mini"))]
+    #[command(after_help = footer!(local: "wxpush init spring-sale", "wxpush init class-reminder --target mini"))]
     Init {
         /// The campaign's name: writes NAME.yaml, NAME.csv and templates/NAME.yaml here.
         name: String,
@@ -111,9 +119,9 @@ pub enum Command {
     /// Read a report: the campaign's totals over all its runs, failures by errcode, the
     /// recipients worth retrying.
     #[command(after_help = footer!(
-        "wxpush report campaigns/reports/vocab-reminder.csv",
-        "wxpush report campaigns/reports/vocab-reminder.csv --failed --json",
-        "wxpush report campaigns/reports/vocab-reminder.csv --html report.html",
+        "wxpush report campaigns/reports/vocab-reminder.sandbox.csv",
+        "wxpush report campaigns/reports/vocab-reminder.sandbox.csv --failed --json",
+        "wxpush report campaigns/reports/vocab-reminder.sandbox.csv --html report.html",
     ))]
     Report {
         /// The report CSV (e.g. reports/NAME.csv beside the campaign).
@@ -146,13 +154,14 @@ pub enum Command {
         action: Option<AccountsAction>,
     },
     /// Run the WeChat API emulator on 127.0.0.1.
-    #[command(after_help = footer!(
+    #[command(after_help = footer!(local:
         "wxpush sandbox",
+        "wxpush sandbox --templates templates",
         "wxpush sandbox --busy 0.03 --reset 0.01 --token-ttl 30s --strict",
     ))]
     Sandbox(SandboxArgs),
     /// Print a shell completion script: `wxpush completions bash > /etc/bash_completion.d/wxpush`.
-    #[command(after_help = footer!(
+    #[command(after_help = footer!(local:
         "wxpush completions bash >> ~/.bash_completion",
         "wxpush completions zsh > ~/.zfunc/_wxpush",
         "wxpush completions fish > ~/.config/fish/completions/wxpush.fish",

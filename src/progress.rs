@@ -229,7 +229,7 @@ pub fn summary(tally: &Tally, facts: &Facts<'_>) -> String {
     let secs = facts.started.elapsed().as_secs_f64();
     let _ = write!(s, "  took {:.1} s", secs);
     if facts.sending {
-        let _ = write!(s, ", {} requests", thousands(tally.attempts));
+        let _ = write!(s, ", {}", counted(tally.attempts, "request"));
         // Under a second, a rate says more about the burst allowance than about the pace.
         if secs >= 1.0 {
             let rate = tally.count(Status::Sent) as f64 / secs;

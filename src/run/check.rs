@@ -125,9 +125,19 @@ pub(super) fn preview(c: &Campaign, pick: &Pick, html: Option<&Path>) -> Result<
     let mut cards = Vec::new();
     let mut invalid = 0;
     let mut last_row = 0;
+    let mut repeated: Option<u64> = None;
     while (cards.len() as u64) < pick.limit {
         let Some(row) = rows.next_row() else { break };
-        let Row::New(r) = row? else { continue };
+        let r = match row? {
+            Row::New(r) => r,
+            Row::Duplicate(r) => {
+                last_row = r.row;
+                if pick.row == Some(r.row) {
+                    repeated = Some(r.row);
+                }
+                continue;
+            }
+        };
         last_row = r.row;
         let wanted = pick.row.is_none_or(|n| n == r.row)
             && pick.openid.as_ref().is_none_or(|o| *o == r.openid);
@@ -156,6 +166,13 @@ pub(super) fn preview(c: &Campaign, pick: &Pick, html: Option<&Path>) -> Result<
         cards.push(card);
     }
     if cards.is_empty() {
+        if let Some(n) = repeated {
+            return Err(Error::Usage(format!(
+                "{}: row {n} repeats an earlier row's openid: it is sent once, as that row, and \
+                 reported `skipped` (preview the first row with that openid: --openid)",
+                c.recipients.display()
+            )));
+        }
         let which = match (&pick.row, &pick.openid) {
             (Some(n), Some(o)) => format!("no row {n} with openid `{o}`"),
             (Some(n), _) => format!("no row {n} (the last data row is {last_row})"),

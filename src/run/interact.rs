@@ -396,8 +396,25 @@ pub(super) fn confirm(plan: &SendPlan, counts: &Counts, base: &str) -> Result<()
             plan.command(Then::Again, plan.limit)
         )));
     }
-    eprint!("{question} [y/N] ");
-    let _ = std::io::stderr().flush();
+    // On the terminal even when stderr goes to a file (`-v 2> log`): never answered blind.
+    let tty = (!std::io::stderr().is_terminal())
+        .then(|| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/tty")
+                .ok()
+        })
+        .flatten();
+    match tty {
+        Some(mut t) => {
+            let _ = write!(t, "{question} [y/N] ");
+            let _ = t.flush();
+        }
+        None => {
+            eprint!("{question} [y/N] ");
+            let _ = std::io::stderr().flush();
+        }
+    }
     let mut answer = String::new();
     // A read error counts as "no".
     let _ = std::io::stdin().lock().read_line(&mut answer);

@@ -62,6 +62,20 @@ struct Timeline {
 /// At most this many bars in the chart: a campaign resumed over days gets wider buckets.
 const MAX_BUCKETS: u64 = 300;
 
+/// A pause this long between two outcomes is time between runs, not sending.
+const IDLE_GAP: u64 = 60;
+
+/// The seconds of `per_second`'s span in pauses of [`IDLE_GAP`] or more.
+fn idle_seconds(per_second: &BTreeMap<u64, (u64, u64)>) -> u64 {
+    let seconds: Vec<u64> = per_second.keys().copied().collect();
+    seconds
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|gap| *gap >= IDLE_GAP)
+        .map(|gap| gap - 1)
+        .sum()
+}
+
 /// `per_second`: (sent, failed or unknown) by second since the Unix epoch, one entry per
 /// second that had an outcome (a million rows sent at 50/s are 20,000 entries).
 fn buckets(per_second: &BTreeMap<u64, (u64, u64)>) -> Timeline {
@@ -142,9 +156,15 @@ pub fn report(
         let text = serde_json::to_string_pretty(&totals).unwrap_or_default();
         show!("{text}");
     } else {
-        show_raw!("{}", readable(&totals));
+        show_raw!("{}", readable(&totals, failed.is_none()));
     }
-    if let Some((c, out)) = retry {
+    if let Some((_, out)) = retry.as_ref().filter(|_| worth_retrying.is_empty()) {
+        note!(
+            "wxpush: nobody worth retrying: {} not written",
+            out.display()
+        );
+    }
+    if let Some((c, out)) = retry.filter(|_| !worth_retrying.is_empty()) {
         let (csv, n, missing) = recipients_csv(&c, &worth_retrying)?;
         super::write_output(&out, &csv, &[path, &journal, &c.path, &c.recipients])?;
         // On stderr, so that `--json --failed` keeps stdout JSON.
@@ -258,7 +278,9 @@ fn read(path: &Path) -> Result<(Totals, HashSet<(u64, String)>), Error> {
     t.first_send = first.map(|at| t.offset.readable(at));
     t.last_send = last.map(|at| t.offset.readable(at));
     if let (Some(f), Some(l)) = (first, last) {
-        let secs = l.duration_since(f).unwrap_or_default().as_secs_f64();
+        // The time between runs (a Ctrl-C, then a resume the next morning) is no sending.
+        let secs = l.duration_since(f).unwrap_or_default().as_secs_f64()
+            - idle_seconds(&per_second) as f64;
         t.achieved_per_second = (secs > 0.0 && t.sent > 1).then(|| (t.sent - 1) as f64 / secs);
     }
     Ok((t, retry))
@@ -285,7 +307,8 @@ fn what_to_do(code: Option<i64>, gave_up: u64, count: u64) -> String {
     }
 }
 
-fn readable(t: &Totals) -> String {
+/// `advise_failed`: end with the `--failed` command (not when it is the one running).
+fn readable(t: &Totals, advise_failed: bool) -> String {
     let mut out = match &t.campaign {
         Some(c) => format!("{}: campaign `{c}`\n", t.report.display()),
         None => format!("{}\n", t.report.display()),
@@ -331,7 +354,7 @@ fn readable(t: &Totals) -> String {
         }
         out.push('\n');
     }
-    if t.retryable > 0 {
+    if t.retryable > 0 && advise_failed {
         out.push_str(&format!(
             "  {} worth retrying; as a recipients CSV: wxpush report {} --failed\n",
             counted(t.retryable, "recipient"),

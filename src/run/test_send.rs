@@ -14,11 +14,50 @@ use super::interact;
 use super::pipeline::{self, Sending};
 use super::send::{authenticate, connect};
 use crate::Error;
-use crate::dispatch::{Ledger, Settings, Stop};
+use crate::dispatch::{Ledger, Settings, Stop, StopReason};
+use crate::outcome::{Outcome, Status};
 use crate::plan::{SendPlan, Then};
 use crate::progress::counted;
 use crate::recipients::{Recipient, Row};
 use crate::report;
+
+/// The (row, openid) of every row of the test report at `path` (none if there is none).
+fn test_rows(path: &std::path::Path) -> Vec<(u64, String)> {
+    let mut rows = Vec::new();
+    let _ = report::rows(path, false, |r| rows.push((r.row, r.openid.to_owned())));
+    rows
+}
+
+/// Writes a `failed` row for each test message the stopped run left without one.
+fn record_unsent(
+    plan: &SendPlan,
+    sending: &[(u64, String)],
+    before: usize,
+    errcode: i64,
+    errmsg: &str,
+    mut tally: report::Tally,
+) -> Result<report::Tally, Error> {
+    let written: Vec<(u64, String)> = test_rows(&plan.report).split_off(before);
+    let mut w = report::Writer::append(&plan.report, plan.campaign.utc_offset)
+        .map_err(|e| Error::Aborted(e.to_string()))?;
+    for (row, openid) in sending.iter().filter(|m| !written.contains(m)) {
+        let why = format!("not delivered: the test stopped at WeChat's {errcode}: {errmsg}");
+        let mut o = Outcome::unsent(*row, openid.clone(), Status::Failed, why);
+        o.errcode = Some(errcode);
+        w.write(&o).map_err(|e| Error::Aborted(e.to_string()))?;
+    }
+    w.finish().map_err(|e| Error::Aborted(e.to_string()))?;
+    let t = w.tally();
+    *tally.by_status.entry(Status::Failed).or_default() += t.count(Status::Failed);
+    for (code, p) in &t.problems {
+        let e = tally
+            .problems
+            .entry(*code)
+            .or_insert_with(|| (0, p.1.clone()));
+        e.0 += p.0;
+    }
+    Ok(tally)
+}
 
 /// A test send records nothing before its requests leave: it has no journal to resume.
 struct Unjournaled;
@@ -142,9 +181,16 @@ pub(super) async fn test_send(plan: &SendPlan) -> Result<(), Error> {
         stop: stop.clone(),
         recorded,
     };
-    let tally = pipeline::send_these(messages, writer, via).await?;
+    let sending: Vec<(u64, String)> = messages.iter().map(|m| (m.row, m.openid.clone())).collect();
+    let before = test_rows(&plan.report).len();
+    let mut tally = pipeline::send_these(messages, writer, via).await?;
     if let Some(sb) = target.sandbox {
         sb.shutdown().await;
+    }
+    if let Some(StopReason::Api { errcode, errmsg }) = stop.reason() {
+        // The message WeChat refused so that the run stopped has no outcome (a campaign's
+        // would be sent again on resume): a test's report says what became of each.
+        tally = record_unsent(plan, &sending, before, errcode, &errmsg, tally)?;
     }
     let title = format!("{}: test send → {}", c.name, target.base);
     interact::summary(plan, title, started, &tally, &stop)?;

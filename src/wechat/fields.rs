@@ -207,6 +207,22 @@ pub fn shorten(key: &str, value: &str) -> Option<String> {
     })
 }
 
+/// The typed key WeChat knows that `key` probably misspells (`thign1` → `thing1`), if
+/// `key` looks typed (letters, then digits) but its type is none of WeChat's.
+pub fn misspelled_type(key: &str) -> Option<String> {
+    let ty = key_type(key)?;
+    if RULES.iter().any(|r| r.ty == ty) {
+        return None;
+    }
+    let digits = &key[ty.len()..];
+    RULES
+        .iter()
+        .map(|r| (strsim::damerau_levenshtein(ty, r.ty), r.ty))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, t)| format!("{t}{digits}"))
+}
+
 fn rule_of(key: &str) -> Option<&'static Rule> {
     key_type(key).and_then(|ty| RULES.iter().find(|r| r.ty == ty))
 }

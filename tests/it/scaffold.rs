@@ -146,6 +146,10 @@ fn a_test_send_goes_to_the_chosen_openids_only_and_leaves_the_campaign_alone() {
     assert_eq!(sb.stats().accepted, 5);
 }
 
+fn run_summary_counts(run: &Run, needle: &str) {
+    assert!(run.stdout.contains(needle), "{needle:?} in\n{}", run.stdout);
+}
+
 /// A test send that aborts says what a test is: nothing to resume, and its command, run
 /// verbatim, sends every test message again (counted at the sandbox).
 #[test]
@@ -167,8 +171,17 @@ fn an_aborted_test_send_offers_the_test_again_not_a_resume() {
         .advice("to test again (every test message is sent again): ")
         .expect("the test's command");
     assert_eq!(sb.stats().send_requests, 1);
+    // The test's report says what became of it: never a stale row passing for this test.
+    let rows = w.report("reports/test/gen.sandbox.csv");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0]["status"].as_str(), rows[0]["errcode"].as_str()),
+        ("failed", "40037")
+    );
+    run_summary_counts(&run, "failed            1");
     w.run_advice(&again).expect(1);
     assert_eq!(sb.stats().send_requests, 2);
+    assert_eq!(w.report("reports/test/gen.sandbox.csv").len(), 2);
     assert!(!w.path("reports/gen.sandbox.csv").exists());
 }
 
@@ -349,4 +362,27 @@ fn quiet_says_nothing_and_verbose_logs_no_secret() {
         "{}",
         verbose.stdout
     );
+}
+
+/// `preview --row N` of a row that repeats an earlier openid says so (it is sent once, as
+/// that row), instead of "no row N"; `report --failed` with nobody to retry writes nothing.
+#[test]
+fn preview_of_a_repeated_row_and_report_with_nobody_to_retry() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    generated(&w, 3, "rate: 1000\ntarget: mini\n");
+    let csv = w.read("people.csv");
+    w.write("people.csv", format!("{csv}o_test_00001,again\n"));
+    w.cmd(&["preview", "c.yaml", "--row", "4"])
+        .run()
+        .expect(2)
+        .stderr_has("row 4 repeats an earlier row's openid");
+    w.send(&sb, &[]).expect(0);
+    let run = w
+        .cmd(&["report", "reports/gen.sandbox.csv", "--failed"])
+        .run()
+        .expect(0)
+        .stderr_has("nobody worth retrying");
+    assert!(!run.stdout.contains("--failed"), "{}", run.stdout);
+    assert!(!w.path("reports/retry/gen.csv").exists());
 }

@@ -21,22 +21,25 @@ fn help_texts() {
     ] {
         wx_snapshot!(name, w.cmd(args).run().expect(0));
     }
-    // Every command's help ends with its examples, the environment and the exit codes.
-    for cmd in [
-        "init",
-        "check",
-        "preview",
-        "send",
-        "report",
-        "sandbox",
-        "completions",
+    // Every command's help ends with its examples, the environment it reads (none for
+    // those that talk to no account) and the exit codes.
+    for (cmd, reads_env) in [
+        ("init", false),
+        ("check", true),
+        ("preview", true),
+        ("send", true),
+        ("report", true),
+        ("accounts", true),
+        ("sandbox", false),
+        ("completions", false),
     ] {
-        w.cmd(&[cmd, "--help"])
+        let help = w
+            .cmd(&[cmd, "--help"])
             .run()
             .expect(0)
             .stdout_has("Examples:\n  wxpush")
-            .stdout_has("WXPUSH_API_BASE")
             .stdout_has("Exit codes: 0 completed");
+        assert_eq!(help.stdout.contains("WXPUSH_API_BASE"), reads_env, "{cmd}");
     }
     for (shell, mark) in [
         ("bash", "_wxpush()"),
