@@ -248,18 +248,29 @@ pub struct Campaign {
     pub error_threshold: f64,
     /// The offset the report's times are written at (`utc_offset`, default `+08:00`).
     pub utc_offset: UtcOffset,
+    /// The template file `template_id` comes from (`None`: the campaign's own).
+    pub template_id_from: Option<PathBuf>,
 }
 
 impl Campaign {
+    /// Where `template_id` is written, for messages about it: `` `template_id` (in
+    /// templates/x.yaml) ``.
+    pub fn template_id_key(&self) -> String {
+        match &self.template_id_from {
+            Some(p) => format!("`template_id` (in {})", p.display()),
+            None => "`template_id`".to_owned(),
+        }
+    }
+
     /// Valid settings that probably do not do what the author expects.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.template_id == "TEMPLATE_ID_FROM_THE_WECHAT_BACKEND" {
-            out.push(
-                "`template_id` is still the placeholder `wxpush init` wrote: only the sandbox \
-                 accepts it; copy your template's ID from the WeChat backend"
-                    .to_owned(),
-            );
+            out.push(format!(
+                "{} is still the placeholder `wxpush init` wrote: only the sandbox accepts it; \
+                 copy your template's ID from the WeChat backend",
+                self.template_id_key()
+            ));
         }
         if self.token == TokenSource::Classic {
             out.push(
@@ -888,6 +899,10 @@ impl Validator<'_> {
             }
         };
 
+        let template_id_from = match (&raw.template_id, &tpl_file) {
+            (None, Some((path, _))) => Some(path.clone()),
+            _ => None,
+        };
         let template_id = raw
             .template_id
             .or(tpl.template_id)
@@ -1085,6 +1100,7 @@ impl Validator<'_> {
             concurrency,
             error_threshold,
             utc_offset,
+            template_id_from,
         })
     }
 

@@ -203,8 +203,14 @@ pub(super) fn aborted(plan: &SendPlan, reason: &StopReason, done: Done) -> Error
     };
     let mut msg = format!("{} aborted: {why}", run_or_test(plan));
     let advice = match reason {
-        StopReason::Token(e) => e.advice(),
-        _ => code.and_then(errcode::advice),
+        StopReason::Token(e) => e.advice().map(str::to_owned),
+        // Where the ID is written: the campaign, or its template file.
+        _ if code == Some(40037) => Some(format!(
+            "check {}: it must be a template of {}",
+            plan.campaign.template_id_key(),
+            plan.campaign.appid
+        )),
+        _ => code.and_then(errcode::advice).map(str::to_owned),
     };
     if let Some(advice) = advice {
         msg.push_str(&format!("\n  what to do: {advice}"));

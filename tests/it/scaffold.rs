@@ -23,7 +23,9 @@ fn init_writes_a_campaign_whose_printed_steps_work() {
         assert_eq!(steps.len(), 3, "{}", run.stdout);
         w.run_advice_without_secret(steps[0])
             .expect(0)
-            .stdout_has("3 rows: 3 recipients");
+            .stdout_has("3 rows: 3 recipients")
+            // The ID to replace is in the template file, and the warning says so.
+            .stderr_has("`template_id` (in templates/notice.yaml) is still the placeholder");
         w.run_advice_without_secret(steps[1])
             .expect(0)
             .stdout_has("【");
