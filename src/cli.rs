@@ -12,7 +12,9 @@ use crate::Error;
 use crate::account;
 use crate::campaign::{self, MAX_CONCURRENCY};
 use crate::journal::RunKind;
-use crate::plan::{API_BASE_ENV, AccountsTest, Api, Plan, SendPlan, default_report};
+use crate::plan::{
+    API_BASE_ENV, AccountsTest, Api, Online, Plan, SendPlan, TemplatesPull, default_report,
+};
 use crate::resume;
 use crate::sandbox::{self, Knobs};
 use crate::wechat::{self, Secret};
@@ -57,15 +59,15 @@ pub struct Cli {
     pub command: Command,
     /// Print only warnings, errors, questions and what the command exists to show (no
     /// progress, no summary).
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = "Global options")]
     pub quiet: bool,
     /// Debug logs on stderr: requests and answers, tokens fetched (never the token),
     /// retries, resume decisions; -vv adds the request and answer bodies.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
     pub verbose: u8,
     /// The accounts file campaigns' `account:` names come from (default: accounts.yaml
     /// beside the campaign or in a folder above; also WXPUSH_ACCOUNTS).
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", help_heading = "Global options")]
     pub accounts: Option<PathBuf>,
 }
 
@@ -85,6 +87,10 @@ pub enum Command {
     Check {
         /// The campaign YAML file.
         campaign: PathBuf,
+        /// Also ask the account: its template `template_id` must exist, with exactly the
+        /// campaign's data keys (needs the AppSecret or the account's token source).
+        #[arg(long)]
+        online: bool,
     },
     /// Show the first rendered messages, as they would be sent.
     #[command(after_help = footer!(
@@ -143,6 +149,15 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         campaign: Option<PathBuf>,
     },
+    /// The account's templates: `templates pull` writes one template file for each.
+    #[command(after_help = footer!(
+        "wxpush templates pull",
+        "wxpush templates pull --account brand-a --target mini --dir templates/brand-a",
+    ))]
+    Templates {
+        #[command(subcommand)]
+        action: TemplatesAction,
+    },
     /// List the accounts of accounts.yaml; `accounts test [NAME]` fetches a token for each.
     #[command(after_help = footer!(
         "wxpush accounts",
@@ -169,6 +184,29 @@ pub enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplatesAction {
+    /// List the account's templates and write templates/<template_id>.yaml for each
+    /// (template_id, target, title, content and a `data:` skeleton); an existing file is
+    /// left alone and listed as skipped, unless --force.
+    #[command(after_help = footer!("wxpush templates pull", "wxpush templates pull --account brand-a --force"))]
+    Pull {
+        /// The account of accounts.yaml (default: its only one).
+        #[arg(long)]
+        account: Option<String>,
+        /// An Official Account (its template messages and subscribe notifications), or a
+        /// mini program (its subscribe messages).
+        #[arg(long, value_enum)]
+        target: Option<InitTarget>,
+        /// Where the files go.
+        #[arg(long, default_value = "templates")]
+        dir: PathBuf,
+        /// Replace files that exist.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -410,7 +448,64 @@ impl Cli {
                     mini: target == InitTarget::Mini,
                 }
             }
-            Command::Check { campaign } => Plan::Check(campaign::load(&campaign, accounts)?),
+            Command::Check { campaign, online } => {
+                let campaign = campaign::load(&campaign, accounts)?;
+                let online = match online {
+                    false => None,
+                    true => {
+                        let (base, _) = api_base()?;
+                        let secret = match campaign.token.api() {
+                            Some(_) => Some(secret_from(&campaign.secret_env, &campaign.appid)?),
+                            None => None,
+                        };
+                        Some(Online { base, secret })
+                    }
+                };
+                Plan::Check { campaign, online }
+            }
+            Command::Templates {
+                action:
+                    TemplatesAction::Pull {
+                        account,
+                        target,
+                        dir,
+                        force,
+                    },
+            } => {
+                let file = account::find(Path::new("."), accounts)?;
+                let all = account::load(&file)?;
+                let a = match account {
+                    Some(n) => all.get(&n).cloned().ok_or_else(|| {
+                        Error::Usage(format!(
+                            "no account `{n}` in {} (it has {})",
+                            file.display(),
+                            all.names().join(", ")
+                        ))
+                    })?,
+                    None if all.accounts.len() == 1 => all.accounts[0].clone(),
+                    None => {
+                        return Err(Error::Usage(format!(
+                            "{} has {} accounts ({}): name one with --account",
+                            file.display(),
+                            all.accounts.len(),
+                            all.names().join(", ")
+                        )));
+                    }
+                };
+                let (base, _) = api_base()?;
+                let secret = match a.token.api() {
+                    Some(_) => Some(secret_from(&a.secret_env, &a.appid)?),
+                    None => None,
+                };
+                Plan::TemplatesPull(TemplatesPull {
+                    account: a,
+                    secret,
+                    base,
+                    mini: target == Some(InitTarget::Mini),
+                    dir,
+                    force,
+                })
+            }
             Command::Preview {
                 campaign,
                 limit,

@@ -29,7 +29,13 @@ pub enum Plan {
         name: String,
         mini: bool,
     },
-    Check(Campaign),
+    /// `online`: also compare the template with the account's live one.
+    Check {
+        campaign: Campaign,
+        online: Option<Online>,
+    },
+    /// `wxpush templates pull`.
+    TemplatesPull(TemplatesPull),
     Preview {
         campaign: Campaign,
         pick: Pick,
@@ -70,6 +76,26 @@ pub struct Pick {
     pub row: Option<u64>,
     /// Only this openid.
     pub openid: Option<String>,
+}
+
+/// `check --online`: where the account's template lists are.
+#[derive(Debug)]
+pub struct Online {
+    pub base: String,
+    /// `None`: the campaign's token source needs none.
+    pub secret: Option<Secret>,
+}
+
+/// `wxpush templates pull`, resolved.
+#[derive(Debug)]
+pub struct TemplatesPull {
+    pub account: crate::account::Account,
+    pub secret: Option<Secret>,
+    pub base: String,
+    /// `--target mini`: the subscribe list only, as mini program templates.
+    pub mini: bool,
+    pub dir: PathBuf,
+    pub force: bool,
 }
 
 /// `wxpush accounts test [NAME]`, resolved.

@@ -10,6 +10,7 @@
 //!   refusals, aborts and the advice (each an exact command from the plan).
 //! - `init`: `wxpush init`, an example campaign to start from.
 //! - `accounts`: `wxpush accounts [test]`, the accounts file and a token for each.
+//! - `templates`: `wxpush templates pull` and `check --online`, the account's live templates.
 //! - `results`: `wxpush report`, a report read back: totals, failures, who to retry.
 //! - `sandbox`: `wxpush sandbox`.
 
@@ -107,6 +108,7 @@ mod pipeline;
 mod results;
 mod sandbox;
 mod send;
+mod templates;
 mod test_send;
 
 use crate::Error;
@@ -114,7 +116,14 @@ use crate::plan::Plan;
 
 pub async fn run(plan: Plan) -> Result<(), Error> {
     match plan {
-        Plan::Check(c) => check::check(&c),
+        Plan::Check { campaign, online } => {
+            check::check(&campaign)?;
+            match online {
+                Some(o) => templates::online(&campaign, &o).await,
+                None => Ok(()),
+            }
+        }
+        Plan::TemplatesPull(p) => templates::pull(&p).await,
         Plan::Init { name, mini } => init::init(&name, mini),
         Plan::Preview {
             campaign,

@@ -207,6 +207,26 @@ pub fn shorten(key: &str, value: &str) -> Option<String> {
     })
 }
 
+/// A value WeChat accepts for `key`, for a template file's skeleton when WeChat's example
+/// has none (`templates pull`).
+pub fn sample(key: &str) -> &'static str {
+    match key_type(key).unwrap_or("") {
+        "number" => "1",
+        "letter" => "A",
+        "symbol" => "-",
+        "character_string" => "A001",
+        "time" => "2026年12月2日 10:30",
+        "date" => "2026年12月2日",
+        "amount" => "¥1.00",
+        "phone_number" => "020-12345678",
+        "car_number" => "粤A12345",
+        "name" => "张三",
+        "phrase" => "已完成",
+        "short_thing" => "示例",
+        _ => "示例内容",
+    }
+}
+
 /// The typed key WeChat knows that `key` probably misspells (`thign1` → `thing1`), if
 /// `key` looks typed (letters, then digits) but its type is none of WeChat's.
 pub fn misspelled_type(key: &str) -> Option<String> {
@@ -340,6 +360,15 @@ fn is_time(t: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_type_s_sample_passes_its_rule() {
+        for r in RULES {
+            let key = format!("{}1", r.ty);
+            assert_eq!(check(&key, sample(&key)), Ok(()), "{key}");
+        }
+        assert_eq!(sample("keyword1"), "示例内容");
+    }
 
     #[test]
     fn key_types() {

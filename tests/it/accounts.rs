@@ -329,3 +329,100 @@ fn accounts_test_says_ok_or_the_cause_for_each() {
         .expect(2)
         .stderr_has("no account `nobody` in accounts.yaml");
 }
+
+/// `templates pull` writes one template file per template of the account, which a campaign
+/// then names (`template: <id>`) and `check` passes; a second pull leaves them alone (exit
+/// 0) unless `--force`. `check --online` catches a missing key and an unknown template_id.
+#[test]
+fn templates_pull_writes_files_that_pass_check_and_check_online_compares() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    w.write("accounts.yaml", "brand-a:\n  appid: wx0123456789abcdef\n");
+    let pull = |extra: &[&str]| {
+        let mut args = vec!["templates", "pull"];
+        args.extend_from_slice(extra);
+        w.cmd(&args)
+            .env("WXPUSH_API_BASE", &sb.url())
+            .env("WXPUSH_SECRET", SANDBOX_SECRET)
+    };
+    let first = pull(&[]).run().expect(0);
+    let oa = "n44_YbDNEqrrSEEvd8The8HpWYo1gWOVAXj7zIz4vHA";
+    for needle in [
+        format!("wrote templates/{oa}.yaml (学习提醒)"),
+        "wrote templates/9Aw5ZV1j9xdWTFEkqCpZ7mIBbSC34khK55OtzUPl0rU.yaml (上课提醒)".into(),
+        "3 templates of account `brand-a`: 3 written, 0 skipped".into(),
+    ] {
+        assert!(
+            first.stdout.contains(&needle),
+            "{needle:?} in\n{}",
+            first.stdout
+        );
+    }
+    let file = w.read(&format!("templates/{oa}.yaml"));
+    assert!(
+        file.contains("target: official\ntemplate_id: n44_"),
+        "{file}"
+    );
+    assert!(
+        file.contains("  keyword1: \"巅峰单词800个背诵\"\n"),
+        "{file}"
+    );
+    let notice = w.read("templates/bZ3kQ9rWm2LxT7vNc4HsJ8dYp6FgA1eUo5iRtKwXqVs.yaml");
+    assert!(notice.contains("official_api: subscribe\n"), "{notice}");
+    w.write(&format!("templates/{oa}.yaml"), "# mine\n");
+    pull(&[])
+        .run()
+        .expect(0)
+        .stdout_has(&format!(
+            "skipped templates/{oa}.yaml (学习提醒): it exists; --force replaces it"
+        ))
+        .stdout_has("0 written, 3 skipped");
+    assert_eq!(w.read(&format!("templates/{oa}.yaml")), "# mine\n");
+    pull(&["--force"]).run().expect(0).stdout_has("3 written");
+
+    // Each pulled file makes a campaign that passes check, offline and online.
+    w.write("people.csv", "openid\no_1\no_2\n");
+    for id in [
+        oa,
+        "9Aw5ZV1j9xdWTFEkqCpZ7mIBbSC34khK55OtzUPl0rU",
+        "bZ3kQ9rWm2LxT7vNc4HsJ8dYp6FgA1eUo5iRtKwXqVs",
+    ] {
+        w.write(
+            "c.yaml",
+            format!("account: brand-a\ntemplate: {id}\nrecipients: people.csv\n"),
+        );
+        w.cmd(&["check", "c.yaml", "--online"])
+            .env("WXPUSH_API_BASE", &sb.url())
+            .env("WXPUSH_SECRET", SANDBOX_SECRET)
+            .run()
+            .expect(0)
+            .stdout_has("online: `");
+    }
+    // A key the live template does not have, and one it has that the campaign leaves out.
+    w.write(
+        "c.yaml",
+        format!(
+            "account: brand-a\ntarget: official\ntemplate_id: {oa}\nrecipients: people.csv\n\
+             data:\n  keyword1: x\n  keyword2: y\n  keyword9: z\n"
+        ),
+    );
+    let online = |w: &Workdir| {
+        w.cmd(&["check", "c.yaml", "--online"])
+            .env("WXPUSH_API_BASE", &sb.url())
+            .env("WXPUSH_SECRET", SANDBOX_SECRET)
+            .run()
+    };
+    online(&w)
+        .expect(2)
+        .stderr_has("does not match the live template `学习提醒`")
+        .stderr_has("the campaign does not fill keyword3; the template has no keyword9");
+    w.write(
+        "c.yaml",
+        "account: brand-a\ntarget: official\ntemplate_id: NO_SUCH\nrecipients: people.csv\n\
+         data:\n  keyword1: x\n",
+    );
+    online(&w).expect(2).stderr_has(
+        "`template_id` `NO_SUCH` is not a template of wx0123456789abcdef (it has 1 template)",
+    );
+    assert_eq!(sb.stats().send_requests, 0);
+}
