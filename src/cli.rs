@@ -59,7 +59,13 @@ pub struct Cli {
     pub command: Command,
     /// Print only warnings, errors, questions and what the command exists to show (no
     /// progress, no summary).
-    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = "Global options")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Global options"
+    )]
     pub quiet: bool,
     /// Debug logs on stderr: requests and answers, tokens fetched (never the token),
     /// retries, resume decisions; -vv adds the request and answer bodies.
@@ -67,7 +73,12 @@ pub struct Cli {
     pub verbose: u8,
     /// The accounts file campaigns' `account:` names come from (default: accounts.yaml
     /// beside the campaign or in a folder above; also WXPUSH_ACCOUNTS).
-    #[arg(long, global = true, value_name = "PATH", help_heading = "Global options")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Global options"
+    )]
     pub accounts: Option<PathBuf>,
 }
 
@@ -289,6 +300,10 @@ pub struct SendArgs {
     /// the token it hands out.
     #[arg(long, conflicts_with_all = ["dry_run", "sandbox"])]
     pub force_refresh_token: bool,
+    /// When the account's daily quota left (quota/get) is less than the recipients left,
+    /// send what it allows and stop (exit 0; a later run resumes), instead of refusing.
+    #[arg(long, conflicts_with_all = ["dry_run", "to"])]
+    pub allow_partial: bool,
 }
 
 #[derive(Debug, Args)]
@@ -623,6 +638,7 @@ impl SendArgs {
             campaign_arg: self.campaign,
             accounts_arg,
             force_refresh_token: self.force_refresh_token,
+            allow_partial: self.allow_partial,
             report,
             report_arg: self.report,
             run_kind,

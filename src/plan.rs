@@ -138,6 +138,9 @@ pub struct SendPlan {
     /// `--force-refresh-token`: the run's first token call forces a new token (never
     /// repeated in advice).
     pub force_refresh_token: bool,
+    /// `--allow-partial`: when today's quota is less than the recipients left, send what it
+    /// allows and stop, instead of refusing.
+    pub allow_partial: bool,
     pub report: PathBuf,
     /// `--report` as given.
     pub report_arg: Option<PathBuf>,
@@ -197,6 +200,8 @@ pub enum Then {
     OwnReport,
     /// After a test send (`--to`): the campaign itself, to everyone.
     WholeCampaign,
+    /// This run's command with `--allow-partial`: send what today's quota allows.
+    AllowPartial,
 }
 
 impl SendPlan {
@@ -238,7 +243,11 @@ impl SendPlan {
         if (self.resume.resume_changed && then != Then::Restart) || then == Then::ResumeChanged {
             words.push("--resume-changed".into());
         }
-        let again = then == Then::Again;
+        let again = matches!(then, Then::Again | Then::AllowPartial);
+        // Kept by every command that goes on with this campaign's report.
+        if (self.allow_partial || then == Then::AllowPartial) && then != Then::WholeCampaign {
+            words.push("--allow-partial".into());
+        }
         if again && self.resume.restart {
             words.push("--restart".into());
         }
@@ -253,7 +262,8 @@ impl SendPlan {
             | Then::Again
             | Then::ResumeChanged
             | Then::OwnReport
-            | Then::WholeCampaign => {}
+            | Then::WholeCampaign
+            | Then::AllowPartial => {}
             Then::Restart => words.push("--restart".into()),
             Then::ResendUnknown => words.push("--resend-unknown".into()),
             Then::RetryFailed => words.push("--retry-failed".into()),

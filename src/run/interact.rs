@@ -16,6 +16,7 @@ use crate::progress::{counted, thousands};
 use crate::report::Tally;
 use crate::resume::{Refusal, Remedy, Start};
 use crate::wechat::errcode;
+use crate::wechat::quota::Quota;
 
 /// What the run is about to do, printed before the confirmation question (nothing has
 /// changed yet).
@@ -346,6 +347,52 @@ pub(super) struct Counts {
     pub done: u64,
     /// Repeated openids, sent once.
     pub repeats: u64,
+    /// Today's quota of the send API, if WeChat said.
+    pub quota: Option<Quota>,
+    /// `--allow-partial` cut the run to this (the quota left).
+    pub quota_cap: Option<u64>,
+}
+
+/// A campaign larger than today's quota, without `--allow-partial`: refused (exit 1) before
+/// anything changed, with the facts and both ways on.
+pub(super) fn over_quota(plan: &SendPlan, counts: &Counts, q: Quota) -> Error {
+    Error::Aborted(format!(
+        "{} left to send, but today's quota of {} has {} left (of {}; {} used): refusing to \
+         stop in the middle; nothing was sent and no file was changed\n  to send {} today and \
+         the rest tomorrow: {}\n  or tomorrow, all at once: {}",
+        recipients(counts.to_send),
+        plan.campaign.kind.endpoint().path(),
+        thousands(q.remain),
+        thousands(q.daily_limit),
+        thousands(q.used),
+        thousands(q.remain),
+        plan.command(Then::AllowPartial, plan.limit),
+        plan.command(Then::Again, plan.limit),
+    ))
+}
+
+/// The hint after a run that stopped at today's quota (`--allow-partial`), `left` to go.
+pub(super) fn quota_used_up(plan: &SendPlan, left: u64) -> String {
+    format!(
+        "  today's quota of {} is used up: {} left for tomorrow; then: {}\n",
+        plan.campaign.kind.endpoint().path(),
+        recipients(left),
+        plan.command(Then::Resume, plan.limit)
+    )
+}
+
+/// Whether the question [`confirm`] asks can be answered: `--yes`, or a terminal. Checked
+/// before anything is asked of WeChat, so that a run that cannot be confirmed makes no
+/// request at all.
+pub(super) fn can_ask(plan: &SendPlan) -> Result<(), Error> {
+    if plan.yes || std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "refusing to send without confirmation: standard input is not a terminal; to send \
+         without being asked: {} --yes",
+        plan.command(Then::Again, plan.limit)
+    )))
 }
 
 pub(super) fn confirm(plan: &SendPlan, counts: &Counts, base: &str) -> Result<(), Error> {
@@ -383,6 +430,24 @@ pub(super) fn confirm(plan: &SendPlan, counts: &Counts, base: &str) -> Result<()
             ),
         ),
     ];
+    let quota = counts.quota.map(|q| {
+        let cap = match counts.quota_cap {
+            Some(n) => format!(
+                "; --allow-partial: {} today, the rest tomorrow",
+                thousands(n)
+            ),
+            None => String::new(),
+        };
+        (
+            "quota",
+            format!(
+                "{} of {} left today{cap}",
+                thousands(q.remain),
+                thousands(q.daily_limit)
+            ),
+        )
+    });
+    let facts = facts.into_iter().chain(quota);
     for (what, fact) in facts {
         // What the question is about is shown whenever it is asked, --quiet or not.
         match plan.yes {
@@ -395,13 +460,7 @@ pub(super) fn confirm(plan: &SendPlan, counts: &Counts, base: &str) -> Result<()
         say!("{question} yes (--yes)");
         return Ok(());
     }
-    if !std::io::stdin().is_terminal() {
-        return Err(Error::Usage(format!(
-            "refusing to send without confirmation: standard input is not a terminal; to send \
-             without being asked: {} --yes",
-            plan.command(Then::Again, plan.limit)
-        )));
-    }
+    can_ask(plan)?;
     // On the terminal even when stderr goes to a file (`-v 2> log`): never answered blind.
     let tty = (!std::io::stderr().is_terminal())
         .then(|| {

@@ -53,14 +53,43 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
     if to_send == 0 {
         return nothing_left(plan, &start, &v, lock);
     }
+    interact::can_ask(plan)?;
     let target = connect(plan).await?;
-    let counts = interact::Counts {
+    // Authenticated before asking: the question states today's quota, which takes a token.
+    let (client, tokens) = authenticate(plan, &target).await?;
+    // The in-process sandbox has no daily quota to ask about.
+    let quota = match target.sandbox {
+        Some(_) => None,
+        None => preflight(plan, &client, &tokens).await,
+    };
+    let mut counts = interact::Counts {
         to_send,
         done: v.recipients - v.to_send,
         repeats: v.duplicates,
+        quota,
+        quota_cap: None,
     };
+    if let Some(q) = quota
+        && to_send > q.remain
+    {
+        if !plan.allow_partial {
+            if let Some(sb) = target.sandbox {
+                sb.shutdown().await;
+            }
+            return Err(interact::over_quota(plan, &counts, q));
+        }
+        counts.quota_cap = Some(q.remain);
+        counts.to_send = q.remain;
+    }
+    if counts.to_send == 0 {
+        if let Some(sb) = target.sandbox {
+            sb.shutdown().await;
+        }
+        show_raw!("{}", interact::quota_used_up(plan, to_send));
+        return Ok(());
+    }
+    let to_send = counts.to_send;
     interact::confirm(plan, &counts, &target.base)?;
-    let (client, tokens) = authenticate(plan, &target).await?;
     // What was validated and confirmed is what is sent: a recipients file edited while the
     // question waited would be sent unchecked and would not match the journal.
     if resume::fingerprint(&plan.campaign)? != start.header.recipients {
@@ -103,6 +132,7 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
         v,
         client,
         tokens,
+        quota_cap: counts.quota_cap.is_some(),
     };
     run.go(plan, opened, target).await
 }
@@ -158,6 +188,30 @@ pub(super) async fn authenticate(
     Ok((client, tokens))
 }
 
+/// Today's quota of the campaign's send API, or `None` (with a note) when WeChat does not
+/// say: the run then goes on without a preflight, as before there was one.
+async fn preflight(
+    plan: &SendPlan,
+    client: &Client,
+    tokens: &Tokens,
+) -> Option<crate::wechat::quota::Quota> {
+    let path = plan.campaign.kind.endpoint().path();
+    let token = tokens.get().await.ok()?;
+    match crate::wechat::quota::get(client, &token, path).await {
+        Ok(q) => {
+            tracing::debug!(path, ?q, "quota");
+            Some(q)
+        }
+        Err(e) => {
+            eprintln!(
+                "wxpush: warning: today's quota of {path} is unknown ({e}): sending without \
+                 checking it first"
+            );
+            None
+        }
+    }
+}
+
 /// A send that is confirmed, authenticated and has its report open.
 struct Run {
     start: Start,
@@ -165,6 +219,8 @@ struct Run {
     v: check::Validated,
     client: Client,
     tokens: Arc<Tokens>,
+    /// `to_send` is what today's quota allows (`--allow-partial`).
+    quota_cap: bool,
 }
 
 impl Run {
@@ -195,7 +251,11 @@ impl Run {
         };
         let leftovers = Leftovers::before(&self.start, plan);
         let total = self.to_send + self.v.duplicates_to_report;
-        let limit = plan.limit.unwrap_or(u64::MAX);
+        // Today's quota caps the run like a --limit.
+        let limit = match self.quota_cap {
+            true => self.to_send,
+            false => plan.limit.unwrap_or(u64::MAX),
+        };
         let sent = pipeline::send(c, self.start, limit, opened.report, total, via).await;
         let journaled = journal.finish();
         if let Some(sb) = target.sandbox {
@@ -211,7 +271,10 @@ impl Run {
         if self.to_send < self.v.to_send {
             let left = self.v.to_send - self.to_send;
             // What is left to do is shown even with --quiet: the run exits 0.
-            show_raw!("{}", interact::limit_reached(plan, left, used));
+            match self.quota_cap {
+                true => show_raw!("{}", interact::quota_used_up(plan, left)),
+                false => show_raw!("{}", interact::limit_reached(plan, left, used)),
+            }
         }
         show_raw!(
             "{}",

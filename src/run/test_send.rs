@@ -157,6 +157,9 @@ pub(super) async fn test_send(plan: &SendPlan) -> Result<(), Error> {
         to_send: messages.len() as u64,
         done: 0,
         repeats: 0,
+        // A few messages: no preflight.
+        quota: None,
+        quota_cap: None,
     };
     interact::confirm(plan, &counts, &target.base)?;
     let (client, tokens) = authenticate(plan, &target).await?;

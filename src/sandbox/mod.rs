@@ -106,6 +106,9 @@ pub struct Knobs {
     /// `Some(ips)`: the account's API IP whitelist. The token endpoints answer 40164 to a
     /// caller not on it; every caller of the sandbox is 127.0.0.1 (it listens there only).
     pub ip_whitelist: Option<Vec<String>>,
+    /// `false`: `openapi/quota/get` answers 48001 (not authorized), as for an account
+    /// without that API; a client then meets the daily quota as 45009 mid-run.
+    pub quota_api: bool,
 }
 
 impl Default for Knobs {
@@ -127,6 +130,7 @@ impl Default for Knobs {
             reset_ratio: 0.0,
             hold_from: None,
             ip_whitelist: None,
+            quota_api: true,
         }
     }
 }

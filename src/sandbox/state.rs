@@ -620,6 +620,9 @@ impl State {
     /// `POST /cgi-bin/openapi/quota/get` for `cgi_path` (wechat-api.md §6): the same
     /// counters that answer 45009, so a client's preflight and its run agree.
     pub(crate) fn quota(&self, cgi_path: &str) -> Result<Quota, Reject> {
+        if !self.knobs.quota_api {
+            return Err(Reject::new(48001, "api unauthorized"));
+        }
         let (daily_limit, used) = if cgi_path == "/cgi-bin/token" {
             (self.knobs.token_daily_limit, self.classic_today)
         } else if let Some(ep) = Endpoint::ALL.into_iter().find(|e| e.path() == cgi_path) {

@@ -10,6 +10,7 @@
 pub mod errcode;
 pub mod fields;
 pub mod message;
+pub mod quota;
 pub mod templates;
 pub mod token;
 

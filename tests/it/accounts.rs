@@ -209,12 +209,13 @@ fn every_wechat_request_goes_through_the_account_s_proxy_and_its_password_stays_
         .expect(0);
     assert_exactly_once(&w, &sb, 3, REPORT);
     let s = sb.stats();
+    // The token, the quota preflight and the three sends.
     assert_eq!(
         proxy.forwarded(),
-        s.stable_token_calls + s.send_requests,
+        s.stable_token_calls + 1 + s.send_requests,
         "{s:?}"
     );
-    assert_eq!(proxy.forwarded(), 4);
+    assert_eq!(proxy.forwarded(), 5);
     for out in [&run.stdout, &run.stderr, &w.read(REPORT)] {
         assert!(!out.contains("pr0xy-pw"), "{out}");
     }

@@ -221,6 +221,8 @@ fn the_resume_hint_keeps_the_report_and_the_api() {
     let w = Workdir::new();
     let sb = Sandbox::start(Knobs {
         daily_quota: Some(10),
+        // Met mid-run (45009): no preflight to see it coming.
+        quota_api: false,
         ..Knobs::default()
     });
     generated(&w, 30, "rate: 1000\ntarget: mini\n");
@@ -446,6 +448,8 @@ fn advice_after_an_inline_sandbox_secret_works_as_printed() {
     let w = Workdir::new();
     let sb = Sandbox::start(Knobs {
         daily_quota: Some(2),
+        // Met mid-run (45009): no preflight to see it coming.
+        quota_api: false,
         ..Knobs::default()
     });
     generated(&w, 4, "rate: 1000\nconcurrency: 1\ntarget: mini\n");

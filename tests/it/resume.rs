@@ -203,6 +203,8 @@ fn daily_quota_aborts_then_the_next_day_resumes_exactly_once() {
     let w = Workdir::new();
     let sb = Sandbox::start(Knobs {
         daily_quota: Some(50),
+        // Met mid-run (45009): no preflight to see it coming.
+        quota_api: false,
         ..Knobs::default()
     });
     generated(&w, 120, "rate: 500\n");
@@ -441,4 +443,46 @@ fn after_a_47003_streak_the_printed_commands_reach_everyone_once() {
     );
     w.run_advice(&retry).expect(0);
     assert_all_sent_once(&w, &sb, 60, REPORT);
+}
+
+/// Issue 14 §5: before a real send, today's quota of the send API (quota/get). Larger than
+/// what is left: refused, exit 1, nothing sent, with both commands; `--allow-partial`, as
+/// printed, sends exactly what is left and stops (exit 0), and the next day's resume, as
+/// printed, sends the rest: everyone once.
+#[test]
+fn a_campaign_larger_than_today_s_quota_is_refused_or_sent_in_part() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        daily_quota: Some(7),
+        ..Knobs::default()
+    });
+    generated(&w, 20, "rate: 1000\ntarget: mini\n");
+    let refused = w
+        .send(&sb, &[])
+        .expect(1)
+        .stderr_has("20 recipients left to send, but today's quota of /cgi-bin/message/subscribe/send has 7 left (of 7; 0 used)");
+    assert_eq!(sb.stats().send_requests, 0);
+    assert!(w.reports().is_empty(), "nothing written");
+    let partial = refused.expect_advice("to send 7 today and the rest tomorrow: ");
+    assert!(partial.contains("--allow-partial"), "{partial}");
+    let run = w
+        .run_advice(&partial)
+        .expect(0)
+        .stdout_has("quota       7 of 7 left today; --allow-partial: 7 today, the rest tomorrow")
+        .stdout_has("13 recipients left for tomorrow");
+    assert_eq!(sb.stats().send_requests, 7);
+    assert_eq!(w.report(REPORT).len(), 7);
+    // The same day: nothing left to send today.
+    let tomorrow = run.expect_advice("left for tomorrow; then: ");
+    w.run_advice(&tomorrow).expect(0).stdout_has(
+        "today's quota of /cgi-bin/message/subscribe/send is used up: 13 recipients left",
+    );
+    assert_eq!(sb.stats().send_requests, 7);
+    // Each day what that day's quota allows, never more; then everyone once.
+    sb.next_day();
+    w.run_advice(&tomorrow).expect(0);
+    assert_eq!(sb.stats().send_requests, 14);
+    sb.next_day();
+    w.run_advice(&tomorrow).expect(0);
+    assert_exactly_once(&w, &sb, 20, REPORT);
 }

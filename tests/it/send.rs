@@ -352,6 +352,8 @@ fn secrets_never_appear_in_output_or_report() {
             busy_ratio: 0.1,
             reset_ratio: 0.05,
             daily_quota: Some(250),
+            // Met mid-run (45009): no preflight to see it coming.
+            quota_api: false,
             fail_prefixes: vec![("o_test_0001".into(), 40003)],
             ..Knobs::default()
         });
