@@ -13,7 +13,8 @@ use crate::account;
 use crate::campaign::{self, MAX_CONCURRENCY};
 use crate::journal::RunKind;
 use crate::plan::{
-    API_BASE_ENV, AccountsTest, Api, Online, Plan, SendPlan, TemplatesPull, default_report,
+    API_BASE_ENV, AccountsTest, Api, FollowersPlan, Online, Plan, SendPlan, TemplatesPull,
+    default_report,
 };
 use crate::resume;
 use crate::sandbox::{self, Knobs};
@@ -168,6 +169,32 @@ pub enum Command {
     Templates {
         #[command(subcommand)]
         action: TemplatesAction,
+    },
+    /// An Official Account's followers (or a tag's) as a recipients CSV.
+    #[command(after_help = footer!(
+        "wxpush followers --out followers.csv",
+        "wxpush followers --account brand-a --tag VIP --exclude-blacklist --details --out vip.csv",
+    ))]
+    Followers {
+        /// The account of accounts.yaml (default: its only one).
+        #[arg(long)]
+        account: Option<String>,
+        /// Only the followers with this tag (its name or id).
+        #[arg(long, value_name = "NAME|ID")]
+        tag: Option<String>,
+        /// The recipients CSV to write (replaced whole).
+        #[arg(long, value_name = "PATH", default_value = "followers.csv")]
+        out: PathBuf,
+        /// Add subscribe_time, tagid_list and remark (one call per 100 followers); those
+        /// who no longer follow are left out.
+        #[arg(long)]
+        details: bool,
+        /// Leave out the blacklisted followers (WeChat answers 43019 for them).
+        #[arg(long)]
+        exclude_blacklist: bool,
+        /// `mini`: refused, saying why (a mini program has no follower list).
+        #[arg(long, value_enum)]
+        target: Option<InitTarget>,
     },
     /// List the accounts of accounts.yaml; `accounts test [NAME]` fetches a token for each.
     #[command(after_help = footer!(
@@ -360,6 +387,10 @@ pub struct SandboxArgs {
     /// to a caller not on it (every caller of the sandbox is 127.0.0.1).
     #[arg(long, value_name = "IP,...", value_delimiter = ',')]
     pub whitelist: Option<Vec<String>>,
+    /// Followers of the account, for `wxpush followers`: o_follower_000001…; tag 100 `VIP`
+    /// every 10th, tag 101 `新客` every 3rd, every 50th blacklisted.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub followers: u64,
 }
 
 /// The sandbox's template lists from a folder of template files (`templates/`): each one
@@ -487,31 +518,7 @@ impl Cli {
                         force,
                     },
             } => {
-                let file = account::find(Path::new("."), accounts)?;
-                let all = account::load(&file)?;
-                let a = match account {
-                    Some(n) => all.get(&n).cloned().ok_or_else(|| {
-                        Error::Usage(format!(
-                            "no account `{n}` in {} (it has {})",
-                            file.display(),
-                            all.names().join(", ")
-                        ))
-                    })?,
-                    None if all.accounts.len() == 1 => all.accounts[0].clone(),
-                    None => {
-                        return Err(Error::Usage(format!(
-                            "{} has {} accounts ({}): name one with --account",
-                            file.display(),
-                            all.accounts.len(),
-                            all.names().join(", ")
-                        )));
-                    }
-                };
-                let (base, _) = api_base()?;
-                let secret = match a.token.api() {
-                    Some(_) => Some(secret_from(&a.secret_env, &a.appid)?),
-                    None => None,
-                };
+                let (a, secret, base) = one_account(accounts, account)?;
                 Plan::TemplatesPull(TemplatesPull {
                     account: a,
                     secret,
@@ -584,6 +591,32 @@ impl Cli {
                     accounts: all,
                     test,
                 }
+            }
+            Command::Followers {
+                account,
+                tag,
+                out,
+                details,
+                exclude_blacklist,
+                target,
+            } => {
+                if target == Some(InitTarget::Mini) {
+                    return Err(Error::Usage(
+                        "a mini program has no follower list: its recipients come from its own \
+                         data (its users' openids, with their subscriptions)"
+                            .into(),
+                    ));
+                }
+                let (a, secret, base) = one_account(accounts, account)?;
+                Plan::Followers(FollowersPlan {
+                    account: a,
+                    secret,
+                    base,
+                    tag,
+                    out,
+                    details,
+                    exclude_blacklist,
+                })
             }
             Command::Sandbox(args) => args.lower()?,
             Command::Completions { shell } => Plan::Completions(shell),
@@ -678,6 +711,40 @@ fn remote_api(c: &campaign::Campaign) -> Result<Api, Error> {
     })
 }
 
+/// The account `name` of the accounts file (or its only one), its AppSecret if its token
+/// source needs it, and the API base.
+fn one_account(
+    accounts: Option<&Path>,
+    name: Option<String>,
+) -> Result<(account::Account, Option<Secret>, String), Error> {
+    let file = account::find(Path::new("."), accounts)?;
+    let all = account::load(&file)?;
+    let a = match name {
+        Some(n) => all.get(&n).cloned().ok_or_else(|| {
+            Error::Usage(format!(
+                "no account `{n}` in {} (it has {})",
+                file.display(),
+                all.names().join(", ")
+            ))
+        })?,
+        None if all.accounts.len() == 1 => all.accounts[0].clone(),
+        None => {
+            return Err(Error::Usage(format!(
+                "{} has {} accounts ({}): name one with --account",
+                file.display(),
+                all.accounts.len(),
+                all.names().join(", ")
+            )));
+        }
+    };
+    let (base, _) = api_base()?;
+    let secret = match a.token.api() {
+        Some(_) => Some(secret_from(&a.secret_env, &a.appid)?),
+        None => None,
+    };
+    Ok((a, secret, base))
+}
+
 /// The AppSecret of `appid`, from the variable `name`.
 fn secret_from(name: &str, appid: &str) -> Result<Secret, Error> {
     match std::env::var(name) {
@@ -762,6 +829,7 @@ impl SandboxArgs {
                 token_daily_limit: self.token_daily_limit,
                 templates,
                 ip_whitelist: self.whitelist,
+                followers: self.followers,
                 ..sandbox::Knobs::default()
             },
         })

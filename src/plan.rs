@@ -36,6 +36,8 @@ pub enum Plan {
     },
     /// `wxpush templates pull`.
     TemplatesPull(TemplatesPull),
+    /// `wxpush followers`.
+    Followers(FollowersPlan),
     Preview {
         campaign: Campaign,
         pick: Pick,
@@ -96,6 +98,20 @@ pub struct TemplatesPull {
     pub mini: bool,
     pub dir: PathBuf,
     pub force: bool,
+}
+
+/// `wxpush followers`, resolved.
+#[derive(Debug)]
+pub struct FollowersPlan {
+    pub account: crate::account::Account,
+    pub secret: Option<Secret>,
+    pub base: String,
+    /// A tag's name or id.
+    pub tag: Option<String>,
+    pub out: PathBuf,
+    /// Add `subscribe_time`, `tagid_list`, `remark` (user/info/batchget, 100 per call).
+    pub details: bool,
+    pub exclude_blacklist: bool,
 }
 
 /// `wxpush accounts test [NAME]`, resolved.

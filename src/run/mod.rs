@@ -10,6 +10,7 @@
 //!   refusals, aborts and the advice (each an exact command from the plan).
 //! - `init`: `wxpush init`, an example campaign to start from.
 //! - `accounts`: `wxpush accounts [test]`, the accounts file and a token for each.
+//! - `followers`: `wxpush followers`, an Official Account's followers as a recipients CSV.
 //! - `templates`: `wxpush templates pull` and `check --online`, the account's live templates.
 //! - `results`: `wxpush report`, a report read back: totals, failures, who to retry.
 //! - `sandbox`: `wxpush sandbox`.
@@ -102,6 +103,7 @@ macro_rules! say_raw {
 
 mod accounts;
 mod check;
+mod followers;
 mod init;
 mod interact;
 mod pipeline;
@@ -124,6 +126,7 @@ pub async fn run(plan: Plan) -> Result<(), Error> {
             }
         }
         Plan::TemplatesPull(p) => templates::pull(&p).await,
+        Plan::Followers(p) => followers::followers(&p).await,
         Plan::Init { name, mini } => init::init(&name, mini),
         Plan::Preview {
             campaign,

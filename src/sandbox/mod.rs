@@ -9,6 +9,7 @@
 //! Facts reproduced here come from `shared/wechat-api.md`.
 
 mod account;
+mod followers;
 mod inbox;
 mod state;
 mod validate;
@@ -109,6 +110,8 @@ pub struct Knobs {
     /// `false`: `openapi/quota/get` answers 48001 (not authorized), as for an account
     /// without that API; a client then meets the daily quota as 45009 mid-run.
     pub quota_api: bool,
+    /// Followers of the account (`user/get` and the follower endpoints).
+    pub followers: u64,
 }
 
 impl Default for Knobs {
@@ -131,6 +134,7 @@ impl Default for Knobs {
             hold_from: None,
             ip_whitelist: None,
             quota_api: true,
+            followers: 0,
         }
     }
 }
@@ -418,6 +422,7 @@ fn router(shared: Arc<Shared>) -> Router {
             .fallback(|| async { require(43002) }),
         );
     r = account::routes(r);
+    r = followers::routes(r);
     r = inbox::routes(r);
     for ep in Endpoint::ALL {
         r = r.route(

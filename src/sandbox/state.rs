@@ -246,6 +246,11 @@ impl State {
         v.into_iter().map(|(_, r)| r.clone()).collect()
     }
 
+    /// How many followers the account has.
+    pub(crate) fn followers(&self) -> u64 {
+        self.knobs.followers
+    }
+
     /// The templates the two list endpoints serve.
     pub(crate) fn templates(&self) -> &Templates {
         &self.knobs.templates

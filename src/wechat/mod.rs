@@ -9,6 +9,7 @@
 
 pub mod errcode;
 pub mod fields;
+pub mod followers;
 pub mod message;
 pub mod quota;
 pub mod templates;
@@ -193,6 +194,74 @@ impl Client {
                 snippet(&bytes)
             ))
         })
+    }
+}
+
+/// Why a call of the account's APIs (template lists, followers) failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error("{path} answered {errcode} ({}): {errmsg}", errcode::meaning(*errcode))]
+    Refused {
+        path: &'static str,
+        errcode: i64,
+        errmsg: String,
+    },
+    #[error("{path}: {message}")]
+    Transport { path: &'static str, message: String },
+}
+
+impl CallError {
+    pub fn errcode(&self) -> Option<i64> {
+        match self {
+            CallError::Refused { errcode, .. } => Some(*errcode),
+            CallError::Transport { .. } => None,
+        }
+    }
+}
+
+impl Client {
+    /// GETs `path` (or POSTs `body` to it) with `token`, and reads WeChat's JSON answer as
+    /// `T`; an answer with a non-zero `errcode` is [`CallError::Refused`].
+    pub(crate) async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &Token,
+        path: &'static str,
+        query: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, CallError> {
+        let transport = |message| CallError::Transport { path, message };
+        let req = match body {
+            Some(b) => self.http.post(self.url(path)).json(b),
+            None => self.http.get(self.url(path)),
+        };
+        let res = req
+            .query(&[("access_token", token.expose())])
+            .query(query)
+            .send()
+            .await
+            .map_err(|e| transport(describe(e.without_url())))?;
+        let status = res.status();
+        if !status.is_success() {
+            return Err(transport(format!("HTTP {status}")));
+        }
+        let v: serde_json::Value = res.json().await.map_err(|e| {
+            transport(format!(
+                "answer is not WeChat JSON: {}",
+                describe(e.without_url())
+            ))
+        })?;
+        let code = v
+            .get("errcode")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0);
+        if code != 0 {
+            return Err(CallError::Refused {
+                path,
+                errcode: code,
+                errmsg: v["errmsg"].as_str().unwrap_or_default().to_owned(),
+            });
+        }
+        serde_json::from_value(v).map_err(|e| transport(format!("unexpected answer: {e}")))
     }
 }
 

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use super::token::Token;
-use super::{Client, describe};
+use super::{CallError, Client};
 
 /// One template of the account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,10 +25,6 @@ pub struct Live {
 
 #[derive(Deserialize)]
 struct Private {
-    #[serde(default)]
-    errcode: i64,
-    #[serde(default)]
-    errmsg: String,
     #[serde(default)]
     template_list: Vec<PrivateItem>,
 }
@@ -51,10 +47,6 @@ struct PrivateItem {
 #[derive(Deserialize)]
 struct Subscribe {
     #[serde(default)]
-    errcode: i64,
-    #[serde(default)]
-    errmsg: String,
-    #[serde(default)]
     data: Vec<SubscribeItem>,
 }
 
@@ -70,41 +62,12 @@ struct SubscribeItem {
     example: String,
 }
 
-/// Why a list could not be had.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum Error {
-    #[error("{path} answered {errcode}: {errmsg}")]
-    Refused {
-        path: &'static str,
-        errcode: i64,
-        errmsg: String,
-    },
-    #[error("{path}: {message}")]
-    Transport { path: &'static str, message: String },
-}
-
-impl Error {
-    pub fn errcode(&self) -> Option<i64> {
-        match self {
-            Error::Refused { errcode, .. } => Some(*errcode),
-            Error::Transport { .. } => None,
-        }
-    }
-}
-
 pub const PRIVATE: &str = "/cgi-bin/template/get_all_private_template";
 pub const SUBSCRIBE: &str = "/wxaapi/newtmpl/gettemplate";
 
 /// The Official Account's template-message templates.
-pub async fn private(client: &Client, token: &Token) -> Result<Vec<Live>, Error> {
-    let list: Private = get(client, token, PRIVATE).await?;
-    if list.errcode != 0 {
-        return Err(Error::Refused {
-            path: PRIVATE,
-            errcode: list.errcode,
-            errmsg: list.errmsg,
-        });
-    }
+pub async fn private(client: &Client, token: &Token) -> Result<Vec<Live>, CallError> {
+    let list: Private = client.call(token, PRIVATE, &[], None).await?;
     Ok(list
         .template_list
         .into_iter()
@@ -125,15 +88,8 @@ pub async fn private(client: &Client, token: &Token) -> Result<Vec<Live>, Error>
 
 /// The account's subscribe templates (a mini program's subscribe messages, an Official
 /// Account's subscribe notifications).
-pub async fn subscribe(client: &Client, token: &Token) -> Result<Vec<Live>, Error> {
-    let list: Subscribe = get(client, token, SUBSCRIBE).await?;
-    if list.errcode != 0 {
-        return Err(Error::Refused {
-            path: SUBSCRIBE,
-            errcode: list.errcode,
-            errmsg: list.errmsg,
-        });
-    }
+pub async fn subscribe(client: &Client, token: &Token) -> Result<Vec<Live>, CallError> {
+    let list: Subscribe = client.call(token, SUBSCRIBE, &[], None).await?;
     Ok(list
         .data
         .into_iter()
@@ -146,29 +102,4 @@ pub async fn subscribe(client: &Client, token: &Token) -> Result<Vec<Live>, Erro
             industry: String::new(),
         })
         .collect())
-}
-
-async fn get<T: serde::de::DeserializeOwned>(
-    client: &Client,
-    token: &Token,
-    path: &'static str,
-) -> Result<T, Error> {
-    let transport = |message| Error::Transport { path, message };
-    let res = client
-        .http()
-        .get(client.url(path))
-        .query(&[("access_token", token.expose())])
-        .send()
-        .await
-        .map_err(|e| transport(describe(e.without_url())))?;
-    let status = res.status();
-    if !status.is_success() {
-        return Err(transport(format!("HTTP {status}")));
-    }
-    res.json().await.map_err(|e| {
-        transport(format!(
-            "answer is not WeChat JSON: {}",
-            describe(e.without_url())
-        ))
-    })
 }

@@ -427,3 +427,70 @@ fn templates_pull_writes_files_that_pass_check_and_check_online_compares() {
     );
     assert_eq!(sb.stats().send_requests, 0);
 }
+
+/// Issue 14 §6: `followers` pages through 25,000 followers (3 pages of `user/get`, the last
+/// one followed by the empty page WeChat answers), a tag (pages of its own), the blacklist
+/// left out; the CSV is a recipients file a campaign sends to. A mini program is told it
+/// has no follower list.
+#[test]
+fn followers_page_through_every_follower_and_a_tag_without_the_blacklist() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs {
+        followers: 25_000,
+        ..Knobs::default()
+    });
+    w.write("accounts.yaml", "brand-a:\n  appid: wx0123456789abcdef\n");
+    let followers = |args: &[&str]| {
+        let mut all = vec!["followers"];
+        all.extend_from_slice(args);
+        w.cmd(&all)
+            .env("WXPUSH_API_BASE", &sb.url())
+            .env("WXPUSH_SECRET", SANDBOX_SECRET)
+            .run()
+    };
+    let run = followers(&["--exclude-blacklist", "--out", "all.csv"]).expect(0);
+    run.stdout_has(
+        "wrote all.csv: 24,500 recipients of account `brand-a` (500 blacklisted left out)",
+    )
+    .stderr_has("followers: 25,000 of 25,000");
+    let all = w.read("all.csv");
+    let lines: Vec<&str> = all.trim_start_matches('\u{feff}').lines().collect();
+    assert_eq!(lines.len(), 24_501);
+    assert_eq!(lines[0], "openid");
+    assert!(!lines.contains(&"o_follower_000050"), "blacklisted");
+    assert!(lines.contains(&"o_follower_025000") || lines.contains(&"o_follower_024999"));
+    let unique: std::collections::HashSet<&&str> = lines.iter().collect();
+    assert_eq!(unique.len(), lines.len(), "nobody twice");
+
+    // A tag by name, 2,500 members in pages of 1,000, with details.
+    followers(&["--tag", "VIP", "--details", "--out", "vip.csv"])
+        .expect(0)
+        .stdout_has("wrote vip.csv: 2,500 recipients");
+    let vip = w.read("vip.csv");
+    assert!(
+        vip.starts_with("\u{feff}openid,subscribe_time,tagid_list,remark\n"),
+        "{vip}"
+    );
+    assert!(vip.contains("\no_follower_000010,"), "{}", &vip[..200]);
+    assert_eq!(vip.lines().count(), 2_501);
+    followers(&["--tag", "VVIP"])
+        .expect(2)
+        .stderr_has("has no tag `VVIP`; its tags: VIP (100), 新客 (101)");
+    followers(&["--target", "mini"])
+        .expect(2)
+        .stderr_has("a mini program has no follower list");
+
+    // The file is a recipients CSV: a campaign sends to it.
+    w.write(
+        "c.yaml",
+        "account: brand-a\ntarget: mini\ntemplate_id: TPL\nrecipients: vip.csv\nrate: 5000\n\
+         concurrency: 16\ndata:\n  thing1: \"{{ openid }}\"\n",
+    );
+    w.cmd(&["send", "c.yaml", "--yes", "-q"])
+        .env("WXPUSH_API_BASE", &sb.url())
+        .env("WXPUSH_SECRET", SANDBOX_SECRET)
+        .run()
+        .expect(0);
+    assert_eq!(sb.stats().accepted, 2_500);
+    assert_eq!(sb.stats().duplicate_deliveries, 0);
+}
