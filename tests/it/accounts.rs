@@ -494,3 +494,27 @@ fn followers_page_through_every_follower_and_a_tag_without_the_blacklist() {
     assert_eq!(sb.stats().accepted, 2_500);
     assert_eq!(sb.stats().duplicate_deliveries, 0);
 }
+
+/// Without `proxy:`, the standard variables: `HTTP_PROXY` carries the requests (the sandbox
+/// is http://), and `NO_PROXY` exempts a host.
+#[test]
+fn without_proxy_the_proxy_variables_apply() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    let proxy = Proxy::start("gw", "env-pw");
+    with_account(&w, "");
+    send(&w, &sb, &[])
+        .env("WXPUSH_SECRET", SANDBOX_SECRET)
+        .env("HTTP_PROXY", &proxy.url_with("gw", "env-pw"))
+        .run()
+        .expect(0);
+    assert_eq!(proxy.forwarded(), 5, "token, quota and three sends");
+    send(&w, &sb, &["--restart"])
+        .env("WXPUSH_SECRET", SANDBOX_SECRET)
+        .env("HTTP_PROXY", &proxy.url_with("gw", "env-pw"))
+        .env("NO_PROXY", "127.0.0.1")
+        .run()
+        .expect(0);
+    assert_eq!(proxy.forwarded(), 5, "NO_PROXY: nothing more through it");
+    assert_eq!(sb.stats().accepted, 6);
+}
