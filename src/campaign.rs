@@ -250,6 +250,9 @@ pub struct Campaign {
     pub utc_offset: UtcOffset,
     /// The template file `template_id` comes from (`None`: the campaign's own).
     pub template_id_from: Option<PathBuf>,
+    /// A template file whose `data` values are WeChat's examples (`examples: true`, as
+    /// `templates pull` writes it).
+    pub examples_from: Option<PathBuf>,
 }
 
 impl Campaign {
@@ -271,6 +274,23 @@ impl Campaign {
                  copy your template's ID from the WeChat backend",
                 self.template_id_key()
             ));
+        }
+        if let Some(file) = &self.examples_from {
+            let still: Vec<&str> = self
+                .data
+                .iter()
+                .filter(|(_, f)| f.from.as_ref() == Some(file))
+                .map(|(k, _)| k.as_str())
+                .collect();
+            if !still.is_empty() {
+                out.push(format!(
+                    "{} of {} are still WeChat's examples (it says `examples: true`): every \
+                     recipient would get that same text; give them your own values (under the \
+                     campaign's `data:`, or in the file, then remove `examples: true`)",
+                    still.join(", "),
+                    file.display()
+                ));
+            }
         }
         if self.token == TokenSource::Classic {
             out.push(
@@ -412,6 +432,7 @@ struct RawCampaign {
 
 /// Keys of a reusable message template (`templates/NAME.yaml`).
 const TEMPLATE_KEYS: &[&str] = &[
+    "examples",
     "target",
     "template_id",
     "official_api",
@@ -428,6 +449,8 @@ const TEMPLATE_KEYS: &[&str] = &[
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTemplate {
+    /// `templates pull` wrote `data`'s values from WeChat's example.
+    examples: Option<bool>,
     target: Option<Target>,
     template_id: Option<String>,
     official_api: Option<OfficialApi>,
@@ -996,6 +1019,11 @@ impl Validator<'_> {
             .ok_or_else(|| self.err("recipients", "missing: name the CSV file of openids"))?;
         let recipients = dir.join(recipients);
 
+        // A pulled template's example values that the campaign leaves as they are.
+        let examples_from = tpl_file
+            .as_ref()
+            .filter(|_| tpl.examples == Some(true))
+            .map(|(p, _)| p.clone());
         // Template fields first, campaign fields override them one by one.
         let mut data = IndexMap::new();
         let in_template = tpl_file.as_ref().map(|(path, src)| Validator { path, src });
@@ -1101,6 +1129,7 @@ impl Validator<'_> {
             error_threshold,
             utc_offset,
             template_id_from,
+            examples_from,
         })
     }
 

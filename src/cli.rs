@@ -584,6 +584,7 @@ impl Cli {
                             base,
                             only: name,
                             secrets,
+                            accounts_arg: accounts_arg.clone(),
                         })
                     }
                 };

@@ -475,7 +475,7 @@ async fn attempt<T: Transport>(
             Action::RefreshToken => {
                 refreshes += 1;
                 let fresh = if refreshes > MAX_REFRESHES {
-                    Err(token::Error::StillRejected)
+                    Err(ctx.tokens.still_rejected())
                 } else {
                     ctx.tokens.rejected(&token).await
                 };

@@ -121,6 +121,8 @@ pub struct AccountsTest {
     pub base: String,
     /// Only this account.
     pub only: Option<String>,
+    /// `--accounts` as given (advice repeats it).
+    pub accounts_arg: Option<PathBuf>,
     /// Per account, in the file's order: its AppSecret (`None`: its source needs none), or
     /// why it cannot be read.
     pub secrets: Vec<Result<Option<Secret>, String>>,

@@ -22,9 +22,13 @@ pub(super) async fn accounts(all: &Accounts, test: Option<&AccountsTest>) -> Res
         if a.token == TokenSource::Classic && test.only.is_none() {
             show!(
                 "SKIP {}: a classic token fetch invalidates the token the account's other \
-                 services use (5 minutes later); test it by name: wxpush accounts test {}",
+                 services use (5 minutes later); test it by name: wxpush accounts test {}{}",
                 a.name,
-                shell_words::quote(&a.name)
+                shell_words::quote(&a.name),
+                test.accounts_arg
+                    .as_ref()
+                    .map(|p| format!(" --accounts {}", shell_words::quote(&p.to_string_lossy())))
+                    .unwrap_or_default()
             );
             continue;
         }
@@ -70,6 +74,33 @@ fn list(all: &Accounts) {
             a.token
         );
     }
+}
+
+/// The client of account `a` (its proxy) and a token from its source: what `templates
+/// pull` and `followers` start with.
+pub(super) async fn signed_in(
+    a: &Account,
+    secret: Option<Secret>,
+    base: &str,
+) -> Result<(Client, token::Token), Error> {
+    let client = Client::new(base, a.proxy.as_ref()).map_err(Error::Aborted)?;
+    let tokens = Tokens::new(
+        client.clone(),
+        a.token.clone(),
+        a.appid.clone(),
+        secret,
+        false,
+    );
+    let token = tokens.get().await.map_err(|e| {
+        let advice = advice(a, &e)
+            .map(|t| format!("\n  what to do: {t}"))
+            .unwrap_or_default();
+        Error::Aborted(format!(
+            "account `{}`: no access token: {e}{advice}",
+            a.name
+        ))
+    })?;
+    Ok((client, token))
 }
 
 /// A token for `a`: `Ok` with how long it lives, or why not and what to do.

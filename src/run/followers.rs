@@ -10,23 +10,12 @@ use crate::progress::{counted, thousands};
 use crate::report;
 use crate::timezone::UtcOffset;
 use crate::wechat::followers::{self, List};
-use crate::wechat::token::{Token, Tokens};
+use crate::wechat::token::Token;
 use crate::wechat::{CallError, Client};
 
 pub(super) async fn followers(p: &FollowersPlan) -> Result<(), Error> {
     let a = &p.account;
-    let client = Client::new(&p.base, a.proxy.as_ref()).map_err(Error::Aborted)?;
-    let tokens = Tokens::new(
-        client.clone(),
-        a.token.clone(),
-        a.appid.clone(),
-        p.secret.clone(),
-        false,
-    );
-    let token = tokens
-        .get()
-        .await
-        .map_err(|e| Error::Aborted(format!("account `{}`: no access token: {e}", a.name)))?;
+    let (client, token) = super::accounts::signed_in(a, p.secret.clone(), &p.base).await?;
     let failed = |e: CallError| {
         let mini = match e.errcode() {
             Some(48001 | 40013 | 41001) => {

@@ -1,8 +1,10 @@
 //! `send` and `send --dry-run`. A send decides first and acts last:
 //!
 //! lock the journal → read the report → decide how to start (pure) → validate every row →
-//! announce → connect → confirm → authenticate → act on the decision (set aside, drop,
-//! release, record) → send → summary and advice.
+//! announce → connect → authenticate and today's quota (stable token, not forced: a fetch
+//! that changes nothing) → confirm → (a forced, classic or external token, and the quota,
+//! only after the yes) → act on the decision (set aside, drop, release, record) → send →
+//! summary and advice.
 //!
 //! Everything before "act" only reads, so an invalid row, a declined question, a missing
 //! secret or a wrong AppSecret leave the report and journal exactly as they were.
@@ -55,41 +57,48 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
     }
     interact::can_ask(plan)?;
     let target = connect(plan).await?;
-    // Authenticated before asking: the question states today's quota, which takes a token.
-    let (client, tokens) = authenticate(plan, &target).await?;
-    // The in-process sandbox has no daily quota to ask about.
-    let quota = match target.sandbox {
-        Some(_) => None,
-        None => preflight(plan, &client, &tokens).await,
-    };
     let mut counts = interact::Counts {
         to_send,
         done: v.recipients - v.to_send,
         repeats: v.duplicates,
-        quota,
+        quota: None,
         quota_cap: None,
     };
-    if let Some(q) = quota
-        && to_send > q.remain
-    {
-        if !plan.allow_partial {
-            if let Some(sb) = target.sandbox {
-                sb.shutdown().await;
-            }
-            return Err(interact::over_quota(plan, &counts, q));
+    // The question states today's quota, which takes a token. It is fetched before asking
+    // only where fetching changes nothing for the account's other services (the stable API,
+    // not forced); a forced, classic or external fetch waits for the yes, and the quota is
+    // then checked after it (still before anything is sent).
+    let harmless = target.sandbox.is_some()
+        || (plan.campaign.token == TokenSource::Stable && !plan.force_refresh_token);
+    let mut early = None;
+    if harmless {
+        let (client, tokens) = authenticate(plan, &target).await?;
+        // The in-process sandbox has no daily quota to ask about.
+        if target.sandbox.is_none() {
+            counts.quota = preflight(plan, &client, &tokens).await;
+            fit_quota(plan, &mut counts)?;
         }
-        counts.quota_cap = Some(q.remain);
-        counts.to_send = q.remain;
+        early = Some((client, tokens));
     }
     if counts.to_send == 0 {
-        if let Some(sb) = target.sandbox {
-            sb.shutdown().await;
-        }
-        show_raw!("{}", interact::quota_used_up(plan, to_send));
+        show_raw!("{}", interact::quota_used_up(plan, v.to_send));
         return Ok(());
     }
-    let to_send = counts.to_send;
     interact::confirm(plan, &counts, &target.base)?;
+    let (client, tokens) = match early {
+        Some(signed_in) => signed_in,
+        None => {
+            let (client, tokens) = authenticate(plan, &target).await?;
+            counts.quota = preflight(plan, &client, &tokens).await;
+            fit_quota(plan, &mut counts)?;
+            if counts.to_send == 0 {
+                show_raw!("{}", interact::quota_used_up(plan, v.to_send));
+                return Ok(());
+            }
+            (client, tokens)
+        }
+    };
+    let to_send = counts.to_send;
     // What was validated and confirmed is what is sent: a recipients file edited while the
     // question waited would be sent unchecked and would not match the journal.
     if resume::fingerprint(&plan.campaign)? != start.header.recipients {
@@ -188,6 +197,21 @@ pub(super) async fn authenticate(
     Ok((client, tokens))
 }
 
+/// Holds the run to today's quota: more recipients than it allows are refused (exit 1,
+/// nothing sent or changed) unless `--allow-partial`, which sends what it allows.
+fn fit_quota(plan: &SendPlan, counts: &mut interact::Counts) -> Result<(), Error> {
+    if let Some(q) = counts.quota
+        && counts.to_send > q.remain
+    {
+        if !plan.allow_partial {
+            return Err(interact::over_quota(plan, counts, q));
+        }
+        counts.quota_cap = Some(q.remain);
+        counts.to_send = q.remain;
+    }
+    Ok(())
+}
+
 /// Today's quota of the campaign's send API, or `None` (with a note) when WeChat does not
 /// say: the run then goes on without a preflight, as before there was one.
 async fn preflight(
@@ -196,6 +220,7 @@ async fn preflight(
     tokens: &Tokens,
 ) -> Option<crate::wechat::quota::Quota> {
     let path = plan.campaign.kind.endpoint().path();
+    // `authenticate` has just fetched it: this is the cached one.
     let token = tokens.get().await.ok()?;
     match crate::wechat::quota::get(client, &token, path).await {
         Ok(q) => {

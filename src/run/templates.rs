@@ -13,18 +13,7 @@ use crate::wechat::{Client, fields};
 
 pub(super) async fn pull(p: &TemplatesPull) -> Result<(), Error> {
     let a = &p.account;
-    let client = Client::new(&p.base, a.proxy.as_ref()).map_err(Error::Aborted)?;
-    let tokens = Tokens::new(
-        client.clone(),
-        a.token.clone(),
-        a.appid.clone(),
-        p.secret.clone(),
-        false,
-    );
-    let token = tokens
-        .get()
-        .await
-        .map_err(|e| Error::Aborted(format!("account `{}`: no access token: {e}", a.name)))?;
+    let (client, token) = super::accounts::signed_in(a, p.secret.clone(), &p.base).await?;
     let mut live = Vec::new();
     if !p.mini {
         live.extend(
@@ -99,14 +88,17 @@ fn template_file(t: &Live, mini: bool) -> String {
     };
     let industry = match t.industry.is_empty() {
         true => String::new(),
-        false => format!("; {}", t.industry),
+        false => format!("; {}", t.industry.replace(['\n', '\r'], " ")),
     };
+    let one_line = |s: &str| s.replace(['\n', '\r'], " ");
     let mut out = format!(
         "# {}, as WeChat lists it ({from}{industry}), written by `wxpush templates pull`.\n\
          # A campaign uses it with `template: {}`; its `data:` fills each field (a Tera \
-         string:\n# the CSV's columns are its variables). The values below are examples.\n\
+         string:\n# the CSV's columns are its variables). The values below are WeChat's \
+         examples:\n# `check` and `send` warn while they are; remove `examples: true` once \
+         they are yours.\nexamples: true\n\
          target: {target}\n{}template_id: {}\ntitle: {}\ncontent: {}\ndata:\n",
-        t.title,
+        one_line(&t.title),
         t.template_id,
         api.unwrap_or(""),
         t.template_id,
@@ -168,12 +160,13 @@ pub(super) async fn online(c: &Campaign, o: &Online) -> Result<(), Error> {
     .map_err(|e| Error::Aborted(format!("--online: {e}")))?;
     let Some(t) = list.iter().find(|t| t.template_id == c.template_id) else {
         return Err(Error::Usage(format!(
-            "--online: {} `{}` is not a template of {} (it has {}); `wxpush templates pull` \
+            "--online: {} `{}` is not a template of {} (it has {}); `{}` \
              writes them",
             c.template_id_key(),
             c.template_id,
             c.appid,
             counted(list.len() as u64, "template"),
+            pull_command(c),
         )));
     };
     let shape = Shape {
@@ -217,8 +210,9 @@ pub(super) async fn online(c: &Campaign, o: &Online) -> Result<(), Error> {
     {
         eprintln!(
             "wxpush: warning: the `content` written for {} differs from the live template's \
-             (the keys match): `wxpush templates pull --force` rewrites its template file",
-            c.template_id
+             (the keys match): `{} --force` rewrites its template files (all of them)",
+            c.template_id,
+            pull_command(c)
         );
     }
     say!(
@@ -228,6 +222,14 @@ pub(super) async fn online(c: &Campaign, o: &Online) -> Result<(), Error> {
         c.appid
     );
     Ok(())
+}
+
+/// The `templates pull` of the campaign's account.
+fn pull_command(c: &Campaign) -> String {
+    match &c.account {
+        Some(a) => format!("wxpush templates pull --account {}", shell_words::quote(a)),
+        None => "wxpush templates pull".to_owned(),
+    }
 }
 
 #[cfg(test)]

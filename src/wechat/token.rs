@@ -70,6 +70,8 @@ impl TryFrom<RawSource> for TokenSource {
             RawSource::Name(n) => match n.as_str() {
                 "stable" => Ok(TokenSource::Stable),
                 "classic" => Ok(TokenSource::Classic),
+                // Not echoed when it may be a token pasted in.
+                _ if n.len() > 16 => Err(format!("unknown token source: {SOURCES}")),
                 _ => Err(format!("unknown token source `{n}`: {SOURCES}")),
             },
             RawSource::Map(m) => {
@@ -315,13 +317,18 @@ impl Tokens {
         if *t.value != *bad.value {
             return Ok(t);
         }
-        Err(match self.source.api() {
+        Err(self.still_rejected())
+    }
+
+    /// The error of a source whose fresh tokens WeChat keeps rejecting.
+    pub fn still_rejected(&self) -> Error {
+        match self.source {
             // The stable API thinks the rejected token is still valid.
-            Some(_) => Error::StillRejected,
-            None => Error::StaleSource {
+            TokenSource::Stable => Error::StillRejected,
+            _ => Error::StaleSource {
                 from: self.source.to_string(),
             },
-        })
+        }
     }
 
     fn fresh(&self) -> Option<Token> {
@@ -387,7 +394,10 @@ impl Tokens {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.request(api, force).await {
+            // A forced call that got no answer may have refreshed: the retries ask in
+            // normal mode, which hands out the current token either way (and never forces
+            // a second time).
+            match self.request(api, force && attempt == 1).await {
                 Ok(r) => return Ok(r),
                 Err(e) if attempt >= FETCH_ATTEMPTS => return Err(Error::Transport(e)),
                 Err(e) => {
@@ -460,14 +470,12 @@ impl Tokens {
             .map_err(|_| self.source_error(format!("no answer in {}s", SOURCE_TIMEOUT.as_secs())))?
             .map_err(|e| self.source_error(e.to_string()))?;
         if !out.status.success() {
-            let said = String::from_utf8_lossy(&out.stderr);
-            let said = said
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
-            let said: String = said.chars().take(200).collect();
-            return Err(self.source_error(format!("it exited with {}: {said}", out.status)));
+            // Its output is not shown: it may hold the token.
+            return Err(self.source_error(format!(
+                "it exited with {} (its output is not shown, as it may hold a token: run it \
+                 yourself to see)",
+                out.status
+            )));
         }
         String::from_utf8(out.stdout)
             .map_err(|_| self.source_error("its output is not UTF-8".into()))

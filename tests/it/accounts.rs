@@ -397,7 +397,9 @@ fn templates_pull_writes_files_that_pass_check_and_check_online_compares() {
             .env("WXPUSH_SECRET", SANDBOX_SECRET)
             .run()
             .expect(0)
-            .stdout_has("online: `");
+            .stdout_has("online: `")
+            // Passing is not sending WeChat's example text to everyone unawares.
+            .stderr_has("are still WeChat's examples (it says `examples: true`)");
     }
     // A key the live template does not have, and one it has that the campaign leaves out.
     w.write(
@@ -517,4 +519,40 @@ fn without_proxy_the_proxy_variables_apply() {
         .expect(0);
     assert_eq!(proxy.forwarded(), 5, "NO_PROXY: nothing more through it");
     assert_eq!(sb.stats().accepted, 6);
+}
+
+/// A "no" undoes nothing only if nothing was done: a forced stable token and a token
+/// command run only after the yes.
+#[test]
+fn a_declined_question_forces_no_token_and_runs_no_command() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    with_account(&w, "");
+    let base = sb.url();
+    let env = [
+        ("WXPUSH_API_BASE", base.as_str()),
+        ("WXPUSH_SECRET", SANDBOX_SECRET),
+    ];
+    let args = ["send", "campaigns/c.yaml", "--force-refresh-token"];
+    let (code, shown) = Prompted::start_with(&w, &env, &args).answer("n\n");
+    assert_eq!(code, 2, "{shown}");
+    let s = sb.stats();
+    assert_eq!(
+        (s.stable_token_calls, s.force_refresh_calls),
+        (0, 0),
+        "{s:?}"
+    );
+
+    w.write("token.txt", format!("{}\n", sb.mint_token()));
+    with_account(
+        &w,
+        "  token: {command: \"sh -c 'touch ran; cat token.txt'\"}\n",
+    );
+    let (code, shown) = Prompted::start_with(&w, &env, &["send", "campaigns/c.yaml"]).answer("n\n");
+    assert_eq!(code, 2, "{shown}");
+    assert!(!w.path("ran").exists(), "the command ran before the yes");
+    let (code, shown) = Prompted::start_with(&w, &env, &["send", "campaigns/c.yaml"]).answer("y\n");
+    assert_eq!(code, 0, "{shown}");
+    assert!(w.path("ran").exists());
+    assert_exactly_once(&w, &sb, 3, REPORT);
 }
