@@ -164,7 +164,7 @@ pub enum Command {
     /// The account's templates: `templates pull` writes one template file for each.
     #[command(after_help = footer!(
         "wxpush templates pull",
-        "wxpush templates pull --account brand-a --target mini --dir templates/brand-a",
+        "wxpush templates pull --account brand-a --target mini --force",
     ))]
     Templates {
         #[command(subcommand)]

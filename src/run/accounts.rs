@@ -6,7 +6,7 @@ use crate::Error;
 use crate::account::{Account, Accounts};
 use crate::plan::AccountsTest;
 use crate::wechat::token::{self, TokenSource, Tokens};
-use crate::wechat::{Client, Secret};
+use crate::wechat::{CallError, Client, Secret};
 
 pub(super) async fn accounts(all: &Accounts, test: Option<&AccountsTest>) -> Result<(), Error> {
     let Some(test) = test else {
@@ -82,7 +82,7 @@ pub(super) async fn signed_in(
     a: &Account,
     secret: Option<Secret>,
     base: &str,
-) -> Result<(Client, token::Token), Error> {
+) -> Result<(Client, Tokens), Error> {
     let client = Client::new(base, a.proxy.as_ref()).map_err(Error::Aborted)?;
     let tokens = Tokens::new(
         client.clone(),
@@ -91,16 +91,41 @@ pub(super) async fn signed_in(
         secret,
         false,
     );
-    let token = tokens.get().await.map_err(|e| {
-        let advice = advice(a, &e)
-            .map(|t| format!("\n  what to do: {t}"))
-            .unwrap_or_default();
-        Error::Aborted(format!(
-            "account `{}`: no access token: {e}{advice}",
-            a.name
-        ))
-    })?;
-    Ok((client, token))
+    tokens.get().await.map_err(|e| no_token(a, &e))?;
+    Ok((client, tokens))
+}
+
+/// Calls `call` with the account's token; a token WeChat rejects (40001, 40014, 42001: it
+/// expired during a long listing) is replaced once, and the call made again.
+pub(super) async fn with_token<T, Fut>(
+    a: &Account,
+    tokens: &Tokens,
+    call: impl Fn(token::Token) -> Fut,
+) -> Result<T, Result<CallError, Error>>
+where
+    Fut: std::future::Future<Output = Result<T, CallError>>,
+{
+    let token = tokens.get().await.map_err(|e| Err(no_token(a, &e)))?;
+    match call(token.clone()).await {
+        Err(e) if matches!(e.errcode(), Some(40001 | 40014 | 42001)) => {
+            let fresh = tokens
+                .rejected(&token)
+                .await
+                .map_err(|e| Err(no_token(a, &e)))?;
+            call(fresh).await.map_err(Ok)
+        }
+        r => r.map_err(Ok),
+    }
+}
+
+pub(super) fn no_token(a: &Account, e: &token::Error) -> Error {
+    let advice = advice(a, e)
+        .map(|t| format!("\n  what to do: {t}"))
+        .unwrap_or_default();
+    Error::Aborted(format!(
+        "account `{}`: no access token: {e}{advice}",
+        a.name
+    ))
 }
 
 /// A token for `a`: `Ok` with how long it lives, or why not and what to do.

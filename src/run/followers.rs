@@ -4,19 +4,25 @@
 
 use std::collections::HashSet;
 
+use super::accounts::with_token;
 use crate::Error;
+use crate::account::Account;
 use crate::plan::FollowersPlan;
 use crate::progress::{counted, thousands};
 use crate::report;
 use crate::timezone::UtcOffset;
 use crate::wechat::followers::{self, List};
-use crate::wechat::token::Token;
+use crate::wechat::token::Tokens;
 use crate::wechat::{CallError, Client};
 
 pub(super) async fn followers(p: &FollowersPlan) -> Result<(), Error> {
     let a = &p.account;
-    let (client, token) = super::accounts::signed_in(a, p.secret.clone(), &p.base).await?;
-    let failed = |e: CallError| {
+    let (client, tokens) = super::accounts::signed_in(a, p.secret.clone(), &p.base).await?;
+    let failed = |e: Result<CallError, Error>| {
+        let e = match e {
+            Ok(e) => e,
+            Err(no_token) => return no_token,
+        };
         let mini = match e.errcode() {
             Some(48001 | 40013 | 41001) => {
                 " (a mini program has no follower list: its recipients come from its own data)"
@@ -28,7 +34,12 @@ pub(super) async fn followers(p: &FollowersPlan) -> Result<(), Error> {
     let (list, what) = match &p.tag {
         None => (List::All, "followers".to_owned()),
         Some(t) => {
-            let tags = followers::tags(&client, &token).await.map_err(failed)?;
+            let tags = with_token(a, &tokens, |t| {
+                let client = &client;
+                async move { followers::tags(client, &t).await }
+            })
+            .await
+            .map_err(failed)?;
             let found = tags
                 .iter()
                 .find(|x| x.name == *t || x.id.to_string() == *t)
@@ -50,14 +61,16 @@ pub(super) async fn followers(p: &FollowersPlan) -> Result<(), Error> {
         }
     };
     let blacklisted: HashSet<String> = match p.exclude_blacklist {
-        true => all_of(&client, &token, List::Blacklist, "blacklisted")
+        true => all_of(a, &client, &tokens, List::Blacklist, "blacklisted")
             .await
             .map_err(failed)?
             .into_iter()
             .collect(),
         false => HashSet::new(),
     };
-    let openids = all_of(&client, &token, list, &what).await.map_err(failed)?;
+    let openids = all_of(a, &client, &tokens, list, &what)
+        .await
+        .map_err(failed)?;
     let listed = openids.len();
     let kept: Vec<String> = openids
         .into_iter()
@@ -72,9 +85,12 @@ pub(super) async fn followers(p: &FollowersPlan) -> Result<(), Error> {
         w.write_record(["openid", "subscribe_time", "tagid_list", "remark"])
             .map_err(io)?;
         for (i, batch) in kept.chunks(followers::DETAILS_BATCH).enumerate() {
-            let infos = followers::details(&client, &token, batch)
-                .await
-                .map_err(failed)?;
+            let infos = with_token(a, &tokens, |t| {
+                let client = &client;
+                async move { followers::details(client, &t, batch).await }
+            })
+            .await
+            .map_err(failed)?;
             for f in infos {
                 // Not following any more: a send would be answered 43004.
                 if f.subscribe == 0 {
@@ -141,15 +157,21 @@ pub(super) async fn followers(p: &FollowersPlan) -> Result<(), Error> {
 /// Every openid of `list`, page by page, with progress. A page without openids ends it,
 /// whatever its `next_openid` says; so does a `next_openid` that does not move.
 async fn all_of(
+    a: &Account,
     client: &Client,
-    token: &Token,
+    tokens: &Tokens,
     list: List,
     what: &str,
-) -> Result<Vec<String>, CallError> {
+) -> Result<Vec<String>, Result<CallError, Error>> {
     let mut all = Vec::new();
     let mut next = String::new();
     loop {
-        let page = followers::page(client, token, list, &next).await?;
+        let after_this = next.clone();
+        let page = with_token(a, tokens, |t| {
+            let after_this = after_this.clone();
+            async move { followers::page(client, &t, list, &after_this).await }
+        })
+        .await?;
         let total = page.total;
         let after = page.next_openid.clone();
         let ids = page.openids();

@@ -13,7 +13,11 @@ use crate::wechat::{Client, fields};
 
 pub(super) async fn pull(p: &TemplatesPull) -> Result<(), Error> {
     let a = &p.account;
-    let (client, token) = super::accounts::signed_in(a, p.secret.clone(), &p.base).await?;
+    let (client, tokens) = super::accounts::signed_in(a, p.secret.clone(), &p.base).await?;
+    let token = tokens
+        .get()
+        .await
+        .map_err(|e| super::accounts::no_token(a, &e))?;
     let mut live = Vec::new();
     if !p.mini {
         live.extend(
