@@ -704,7 +704,11 @@ fn remote_api(c: &campaign::Campaign) -> Result<Api, Error> {
             secret: None,
         });
     }
-    let secret = secret_from(&c.secret_env, &c.appid)?;
+    let secret = secret_from(&c.secret_env, &c.appid).map_err(|e| {
+        Error::Usage(format!(
+            "{e} (or rehearse with the built-in emulator: --sandbox)"
+        ))
+    })?;
     Ok(Api::Remote {
         base,
         from_env,
@@ -754,8 +758,7 @@ fn secret_from(name: &str, appid: &str) -> Result<Secret, Error> {
             "the environment variable {name} is empty: it must hold the AppSecret of {appid}"
         ))),
         Err(_) => Err(Error::Usage(format!(
-            "the environment variable {name} is not set: it must hold the AppSecret of {appid} \
-             (or try the built-in emulator with --sandbox)"
+            "the environment variable {name} is not set: it must hold the AppSecret of {appid}"
         ))),
     }
 }

@@ -136,18 +136,50 @@ async fn check(
 ) -> Result<String, (String, Option<String>)> {
     let secret = secret.clone().map_err(|e| (e, None))?;
     let client = Client::new(base, a.proxy.as_ref()).map_err(|e| (e, None))?;
-    let tokens = Tokens::new(client, a.token.clone(), a.appid.clone(), secret, false);
-    match tokens.get().await {
-        Ok(_) => Ok(tokens
-            .expires_in()
-            .map(|s| format!(" (it lives {s} s)"))
-            .unwrap_or_default()),
+    let tokens = Tokens::new(
+        client.clone(),
+        a.token.clone(),
+        a.appid.clone(),
+        secret,
+        false,
+    );
+    let token = match tokens.get().await {
+        Ok(t) => t,
         Err(e) => {
             let advice = advice(a, &e);
-            Err((e.to_string(), advice))
+            return Err((e.to_string(), advice));
         }
+    };
+    // A token is only as good as WeChat says: one cheap call that checks it (a command or a
+    // service may hand out a token that no longer works).
+    let checked: Result<serde_json::Value, CallError> =
+        client.call(&token, VERIFY, &[], None).await;
+    if let Err(e) = checked {
+        let advice = match e.errcode() {
+            Some(40001 | 40014 | 42001) => Some(format!(
+                "the token from {} is not (or no longer) valid: refresh it there",
+                a.token
+            )),
+            Some(40164) => advice(
+                a,
+                &token::Error::Rejected {
+                    errcode: 40164,
+                    errmsg: String::new(),
+                    api: token::TokenApi::Stable,
+                },
+            ),
+            _ => None,
+        };
+        return Err((format!("WeChat refuses the token: {e}"), advice));
     }
+    Ok(tokens
+        .expires_in()
+        .map(|s| format!(" and accepted (it lives {s} s)"))
+        .unwrap_or_else(|| " and accepted".to_owned()))
 }
+
+/// The call that checks a token: it needs one, and changes nothing.
+const VERIFY: &str = "/cgi-bin/get_api_domain_ip";
 
 /// What to do, in the terms of accounts.yaml.
 fn advice(a: &Account, e: &token::Error) -> Option<String> {

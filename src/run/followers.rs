@@ -15,8 +15,27 @@ use crate::wechat::followers::{self, List};
 use crate::wechat::token::Tokens;
 use crate::wechat::{CallError, Client};
 
+/// The headers a followers file starts with.
+const HEADERS: [&str; 2] = ["openid", "openid,subscribe_time,tagid_list,remark"];
+
 pub(super) async fn followers(p: &FollowersPlan) -> Result<(), Error> {
     let a = &p.account;
+    // Only a followers file is replaced: never a report, journal, campaign or accounts file.
+    if let Ok(text) = std::fs::read(&p.out) {
+        let text = String::from_utf8_lossy(&text);
+        let first = text
+            .trim_start_matches('\u{feff}')
+            .lines()
+            .next()
+            .unwrap_or("");
+        if !HEADERS.contains(&first.trim_end()) {
+            return Err(Error::Usage(format!(
+                "{} exists and is not a followers file (its first line is not `openid`): \
+                 nothing was written; name a new file with --out",
+                p.out.display()
+            )));
+        }
+    }
     let (client, tokens) = super::accounts::signed_in(a, p.secret.clone(), &p.base).await?;
     let failed = |e: Result<CallError, Error>| {
         let e = match e {
@@ -82,8 +101,7 @@ pub(super) async fn followers(p: &FollowersPlan) -> Result<(), Error> {
     let mut not_following = 0;
     let mut rows = 0u64;
     if p.details {
-        w.write_record(["openid", "subscribe_time", "tagid_list", "remark"])
-            .map_err(io)?;
+        w.write_record(HEADERS[1].split(',')).map_err(io)?;
         for (i, batch) in kept.chunks(followers::DETAILS_BATCH).enumerate() {
             let infos = with_token(a, &tokens, |t| {
                 let client = &client;
@@ -118,7 +136,7 @@ pub(super) async fn followers(p: &FollowersPlan) -> Result<(), Error> {
             }
         }
     } else {
-        w.write_record(["openid"]).map_err(io)?;
+        w.write_record([HEADERS[0]]).map_err(io)?;
         for o in &kept {
             w.write_record([o]).map_err(io)?;
             rows += 1;

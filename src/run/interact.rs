@@ -356,19 +356,33 @@ pub(super) struct Counts {
 /// A campaign larger than today's quota, without `--allow-partial`: refused (exit 1) before
 /// anything changed, with the facts and both ways on.
 pub(super) fn over_quota(plan: &SendPlan, counts: &Counts, q: Quota) -> Error {
-    Error::Aborted(format!(
-        "{} left to send, but today's quota of {} has {} left (of {}; {} used): refusing to \
-         stop in the middle; nothing was sent and no file was changed\n  to send {} today and \
-         the rest tomorrow: {}\n  or tomorrow, all at once: {}",
+    let path = plan.campaign.kind.endpoint().path();
+    let partial = plan.command(Then::AllowPartial, plan.limit);
+    let mut msg = format!(
+        "{} left to send, but today's quota of {path} has {} left (of {}; {} used): refusing \
+         to stop in the middle; nothing was sent and no file was changed",
         recipients(counts.to_send),
-        plan.campaign.kind.endpoint().path(),
         thousands(q.remain),
         thousands(q.daily_limit),
         thousands(q.used),
-        thousands(q.remain),
-        plan.command(Then::AllowPartial, plan.limit),
-        plan.command(Then::Again, plan.limit),
-    ))
+    );
+    match q.remain {
+        0 => msg.push_str(&format!(
+            "\n  tomorrow, as much as each day allows: {partial}"
+        )),
+        n => msg.push_str(&format!(
+            "\n  to send {} today and the rest on the next days: {partial}",
+            thousands(n)
+        )),
+    }
+    // All at once only fits in a day that has room for everyone.
+    if counts.to_send <= q.daily_limit {
+        msg.push_str(&format!(
+            "\n  or tomorrow, all at once: {}",
+            plan.command(Then::Again, plan.limit)
+        ));
+    }
+    Error::Aborted(msg)
 }
 
 /// The hint after a run that stopped at today's quota (`--allow-partial`), `left` to go.

@@ -75,7 +75,7 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
         let (client, tokens) = authenticate(plan, &target).await?;
         // The in-process sandbox has no daily quota to ask about.
         if target.sandbox.is_none() {
-            counts.quota = preflight(plan, &client, &tokens).await;
+            counts.quota = preflight(plan, &client, &tokens).await?;
             fit_quota(plan, &mut counts)?;
         }
         early = Some((client, tokens));
@@ -89,7 +89,7 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
         Some(signed_in) => signed_in,
         None => {
             let (client, tokens) = authenticate(plan, &target).await?;
-            counts.quota = preflight(plan, &client, &tokens).await;
+            counts.quota = preflight(plan, &client, &tokens).await?;
             fit_quota(plan, &mut counts)?;
             if counts.to_send == 0 {
                 show_raw!("{}", interact::quota_used_up(plan, v.to_send));
@@ -212,27 +212,39 @@ fn fit_quota(plan: &SendPlan, counts: &mut interact::Counts) -> Result<(), Error
     Ok(())
 }
 
-/// Today's quota of the campaign's send API, or `None` (with a note) when WeChat does not
-/// say: the run then goes on without a preflight, as before there was one.
+/// Today's quota of the campaign's send API, or `None` (with a warning) when WeChat does
+/// not say: the run then goes on without a preflight, as before there was one. A token it
+/// refuses is replaced once; refused again, the run stops here, before anything is sent.
 async fn preflight(
     plan: &SendPlan,
     client: &Client,
     tokens: &Tokens,
-) -> Option<crate::wechat::quota::Quota> {
+) -> Result<Option<crate::wechat::quota::Quota>, Error> {
     let path = plan.campaign.kind.endpoint().path();
+    let token_error = |e| interact::aborted(plan, &StopReason::Token(e), Done::Untouched);
     // `authenticate` has just fetched it: this is the cached one.
-    let token = tokens.get().await.ok()?;
-    match crate::wechat::quota::get(client, &token, path).await {
+    let token = tokens.get().await.map_err(token_error)?;
+    let mut answer = crate::wechat::quota::get(client, &token, path).await;
+    if let Err(e) = &answer
+        && matches!(e.errcode(), Some(40001 | 40014 | 42001))
+    {
+        let fresh = tokens.rejected(&token).await.map_err(token_error)?;
+        answer = crate::wechat::quota::get(client, &fresh, path).await;
+    }
+    match answer {
         Ok(q) => {
             tracing::debug!(path, ?q, "quota");
-            Some(q)
+            Ok(Some(q))
+        }
+        Err(e) if matches!(e.errcode(), Some(40001 | 40014 | 42001)) => {
+            Err(token_error(tokens.still_rejected()))
         }
         Err(e) => {
             eprintln!(
                 "wxpush: warning: today's quota of {path} is unknown ({e}): sending without \
                  checking it first"
             );
-            None
+            Ok(None)
         }
     }
 }

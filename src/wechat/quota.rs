@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use super::token::Token;
-use super::{Client, describe};
+use super::{CallError, Client};
 
 /// One API's daily quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -17,36 +17,14 @@ pub struct Quota {
 
 #[derive(Deserialize)]
 struct Answer {
-    #[serde(default)]
-    errcode: i64,
-    #[serde(default)]
-    errmsg: String,
-    quota: Option<Quota>,
+    quota: Quota,
 }
 
 pub const PATH: &str = "/cgi-bin/openapi/quota/get";
 
-/// The quota of `cgi_path` (`/cgi-bin/message/template/send`). `Err`: why WeChat did not
-/// say (the caller sends without a preflight, saying so).
-pub async fn get(client: &Client, token: &Token, cgi_path: &str) -> Result<Quota, String> {
-    let res = client
-        .http()
-        .post(client.url(PATH))
-        .query(&[("access_token", token.expose())])
-        .json(&serde_json::json!({ "cgi_path": cgi_path }))
-        .send()
-        .await
-        .map_err(|e| describe(e.without_url()))?;
-    let status = res.status();
-    if !status.is_success() {
-        return Err(format!("HTTP {status}"));
-    }
-    let a: Answer = res
-        .json()
-        .await
-        .map_err(|e| format!("answer is not WeChat JSON: {}", describe(e.without_url())))?;
-    match a.quota {
-        Some(q) if a.errcode == 0 => Ok(q),
-        _ => Err(format!("errcode {}: {}", a.errcode, a.errmsg)),
-    }
+/// The quota of `cgi_path` (`/cgi-bin/message/template/send`).
+pub async fn get(client: &Client, token: &Token, cgi_path: &str) -> Result<Quota, CallError> {
+    let body = serde_json::json!({ "cgi_path": cgi_path });
+    let a: Answer = client.call(token, PATH, &[], Some(&body)).await?;
+    Ok(a.quota)
 }

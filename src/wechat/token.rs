@@ -107,7 +107,17 @@ impl fmt::Display for TokenSource {
         match self {
             TokenSource::Stable => f.write_str("stable (/cgi-bin/stable_token)"),
             TokenSource::Classic => f.write_str("classic (/cgi-bin/token)"),
-            TokenSource::Command(c) => write!(f, "command `{c}`"),
+            // Its program only: its arguments may hold a key.
+            TokenSource::Command(c) => {
+                let words = shell_words::split(c).unwrap_or_default();
+                match words.split_first() {
+                    Some((program, rest)) if !rest.is_empty() => {
+                        write!(f, "command `{program} …`")
+                    }
+                    Some((program, _)) => write!(f, "command `{program}`"),
+                    None => f.write_str("command"),
+                }
+            }
             TokenSource::Url(u) => write!(f, "url {}", super::without_query(u)),
             TokenSource::Env(v) => write!(f, "env {v}"),
         }

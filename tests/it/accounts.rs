@@ -144,24 +144,25 @@ fn a_token_from_a_command_or_a_variable_needs_no_secret() {
 #[test]
 fn a_stale_token_from_a_command_aborts_without_a_loop() {
     let w = Workdir::new();
-    let sb = Sandbox::start(Knobs::default());
     // Shaped like this sandbox's tokens, but never minted by it: WeChat's 40001.
     w.write("token.txt", format!("sbx_{}\n", "0".repeat(48)));
     with_account(&w, "  token: {command: \"cat token.txt\"}\n");
-    let run = send(&w, &sb, &[]).run().expect(1);
+    let stale = "and asked again it handed back the same one";
+    // Found at the quota preflight: before any message.
+    let sb = Sandbox::start(Knobs::default());
+    let run = send(&w, &sb, &[]).run().expect(1).stderr_has(stale);
     assert!(
         run.stderr
-            .contains("and asked again it handed back the same one"),
+            .contains("nothing was sent and no file was changed"),
         "{}",
         run.stderr
     );
-    let s = sb.stats();
-    // Each of the first requests was rejected once, with one fetch shared: no loop.
-    assert!(s.send_requests <= 3, "{s:?}");
-    assert_eq!(s.accepted, 0);
+    assert_eq!(sb.stats().send_requests, 0);
+    // WeChat checks the token before anything else: so does every call, the quota's
+    // included. Fixed at its source, the printed command sends everyone once.
     w.write("token.txt", format!("{}\n", sb.mint_token()));
-    let resume = run.expect_advice("resume with: ");
-    w.run_advice_without_secret(&resume).expect(0);
+    w.run_advice_without_secret(&run.expect_advice("run again with: "))
+        .expect(0);
     assert_exactly_once(&w, &sb, 3, REPORT);
 }
 
@@ -284,7 +285,7 @@ fn accounts_test_says_ok_or_the_cause_for_each() {
         .run()
         .expect(1);
     for needle in [
-        "OK   good: wx0123456789abcdef, token fetched (it lives 7200 s)",
+        "OK   good: wx0123456789abcdef, token fetched and accepted (it lives 7200 s)",
         "FAIL wrong-secret: wx0123456789abcdef: the token endpoint answered 40125",
         "what to do: the AppSecret in $BAD_SECRET is not wx0123456789abcdef's",
         "SKIP old: a classic token fetch invalidates",
@@ -475,6 +476,17 @@ fn followers_page_through_every_follower_and_a_tag_without_the_blacklist() {
     );
     assert!(vip.contains("\no_follower_000010,"), "{}", &vip[..200]);
     assert_eq!(vip.lines().count(), 2_501);
+    // Only a followers file is replaced: never a report, a campaign or the accounts file.
+    for precious in ["accounts.yaml", "all.csv.journal"] {
+        if precious.ends_with("journal") {
+            w.write(precious, "{\"journal\":1}\n");
+        }
+        let before = w.read(precious);
+        followers(&["--out", precious])
+            .expect(2)
+            .stderr_has("is not a followers file");
+        assert_eq!(w.read(precious), before);
+    }
     followers(&["--tag", "VVIP"])
         .expect(2)
         .stderr_has("has no tag `VVIP`; its tags: VIP (100), 新客 (101)");
@@ -555,4 +567,32 @@ fn a_declined_question_forces_no_token_and_runs_no_command() {
     assert_eq!(code, 0, "{shown}");
     assert!(w.path("ran").exists());
     assert_exactly_once(&w, &sb, 3, REPORT);
+}
+
+/// `accounts test` asks WeChat whether the token works: a command's stale token is a FAIL,
+/// not an OK.
+#[test]
+fn accounts_test_fails_a_token_wechat_refuses() {
+    let w = Workdir::new();
+    let sb = Sandbox::start(Knobs::default());
+    w.write("stale.txt", format!("sbx_{}\n", "0".repeat(48)));
+    w.write(
+        "accounts.yaml",
+        "stale:\n  appid: wx0123456789abcdef\n  token: {command: \"cat stale.txt\"}\n",
+    );
+    let run = w
+        .cmd(&["accounts", "test"])
+        .env("WXPUSH_API_BASE", &sb.url())
+        .run()
+        .expect(1);
+    assert!(
+        run.stdout
+            .contains("FAIL stale: wx0123456789abcdef: WeChat refuses the token")
+            && run
+                .stdout
+                .contains("the token from command `cat …` is not (or no longer) valid"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("sbx_0000") && !run.stderr.contains("sbx_0000"));
 }
