@@ -76,6 +76,17 @@ fn list(all: &Accounts) {
     }
 }
 
+/// The token provider of account `a` (never forcing a refresh).
+fn provider(a: &Account, client: &Client, secret: Option<Secret>) -> Tokens {
+    Tokens::new(
+        client.clone(),
+        a.token.clone(),
+        a.appid.clone(),
+        secret,
+        false,
+    )
+}
+
 /// The client of account `a` (its proxy) and a token from its source: what `templates
 /// pull` and `followers` start with.
 pub(super) async fn signed_in(
@@ -84,13 +95,7 @@ pub(super) async fn signed_in(
     base: &str,
 ) -> Result<(Client, Tokens), Error> {
     let client = Client::new(base, a.proxy.as_ref()).map_err(Error::Aborted)?;
-    let tokens = Tokens::new(
-        client.clone(),
-        a.token.clone(),
-        a.appid.clone(),
-        secret,
-        false,
-    );
+    let tokens = provider(a, &client, secret);
     tokens.get().await.map_err(|e| no_token(a, &e))?;
     Ok((client, tokens))
 }
@@ -136,13 +141,7 @@ async fn check(
 ) -> Result<String, (String, Option<String>)> {
     let secret = secret.clone().map_err(|e| (e, None))?;
     let client = Client::new(base, a.proxy.as_ref()).map_err(|e| (e, None))?;
-    let tokens = Tokens::new(
-        client.clone(),
-        a.token.clone(),
-        a.appid.clone(),
-        secret,
-        false,
-    );
+    let tokens = provider(a, &client, secret);
     let token = match tokens.get().await {
         Ok(t) => t,
         Err(e) => {
