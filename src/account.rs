@@ -141,9 +141,13 @@ pub fn load(path: &Path) -> Result<Accounts, Error> {
     for (name, a) in raw {
         let at = |message: String| invalid(line_of(&name), format!("account `{name}`: {message}"));
         if !crate::wechat::looks_like_appid(&a.appid) {
+            // An AppSecret pasted here by mistake is not echoed.
+            let shown = match a.appid.len() == 32 {
+                true => "(not shown: it looks like an AppSecret)".to_owned(),
+                false => format!("`{}`", a.appid),
+            };
             return Err(at(format!(
-                "appid `{}` does not look like an AppID (wx followed by 16 letters or digits)",
-                a.appid
+                "appid {shown} does not look like an AppID (wx followed by 16 letters or digits)"
             )));
         }
         let secret_env = a
@@ -155,9 +159,18 @@ pub fn load(path: &Path) -> Result<Accounts, Error> {
             TokenSource::Command(c) if shell_words::split(c).map_or(true, |w| w.is_empty()) => {
                 return Err(at("token: the command is empty or badly quoted".into()));
             }
-            TokenSource::Url(u) if !(u.starts_with("https://") || u.starts_with("http://")) => {
+            // The token crosses the network: https, or http to this machine only.
+            TokenSource::Url(u) if !crate::wechat::is_safe_base(u) => {
                 return Err(at(
-                    "token: the url must start with https:// or http://".into()
+                    "token: the url must start with https:// (plain http:// only to \
+                     127.0.0.1 or localhost: the token would cross the network unencrypted)"
+                        .into(),
+                ));
+            }
+            TokenSource::Env(v) if v.len() > 64 => {
+                return Err(at(
+                    "token: env names a variable; this looks like a token itself (not shown)"
+                        .into(),
                 ));
             }
             TokenSource::Env(v) if v.is_empty() || v.contains(['=', '\0']) => {
@@ -249,6 +262,10 @@ mod tests {
             (
                 "a:\n  appid: wx0123456789abcdef\n  proxy: \"ftp://x:secretpw@h\"\n",
                 "account `a`: proxy: not a proxy URL",
+            ),
+            (
+                "a:\n  appid: wx0123456789abcdef\n  token: {url: \"http://u:secretpw@tokens.example.com/t\"}\n",
+                "the url must start with https://",
             ),
             (
                 "a:\n  appid: wx0123456789abcdef\n  token: {url: \"gw/token\"}\n",

@@ -46,7 +46,7 @@ pub(super) async fn accounts(all: &Accounts, test: Option<&AccountsTest>) -> Res
     }
     if failed > 0 {
         return Err(Error::Aborted(format!(
-            "{failed} of {tested} accounts cannot get a token ({})",
+            "{failed} of {tested} accounts cannot get a token WeChat accepts ({})",
             all.path.display()
         )));
     }
@@ -78,13 +78,7 @@ fn list(all: &Accounts) {
 
 /// The token provider of account `a` (never forcing a refresh).
 fn provider(a: &Account, client: &Client, secret: Option<Secret>) -> Tokens {
-    Tokens::new(
-        client.clone(),
-        a.token.clone(),
-        a.appid.clone(),
-        secret,
-        false,
-    )
+    Tokens::new(client.clone(), a.token.clone(), a.appid.clone(), secret)
 }
 
 /// The client of account `a` (its proxy) and a token from its source: what `templates

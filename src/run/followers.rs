@@ -21,6 +21,12 @@ const HEADERS: [&str; 2] = ["openid", "openid,subscribe_time,tagid_list,remark"]
 pub(super) async fn followers(p: &FollowersPlan) -> Result<(), Error> {
     let a = &p.account;
     // Only a followers file is replaced: never a report, journal, campaign or accounts file.
+    if p.out.is_dir() {
+        return Err(Error::Usage(format!(
+            "{} is a folder: name a file with --out",
+            p.out.display()
+        )));
+    }
     if let Ok(text) = std::fs::read(&p.out) {
         let text = String::from_utf8_lossy(&text);
         let first = text
@@ -30,7 +36,7 @@ pub(super) async fn followers(p: &FollowersPlan) -> Result<(), Error> {
             .unwrap_or("");
         if !HEADERS.contains(&first.trim_end()) {
             return Err(Error::Usage(format!(
-                "{} exists and is not a followers file (its first line is not `openid`): \
+                "{} exists and is not a followers file (one `wxpush followers` wrote): \
                  nothing was written; name a new file with --out",
                 p.out.display()
             )));

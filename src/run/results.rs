@@ -163,6 +163,13 @@ pub fn report(
             "wxpush: nobody worth retrying: {} not written",
             out.display()
         );
+        if out.exists() {
+            eprintln!(
+                "wxpush: warning: an earlier {} is still there: it lists recipients who need \
+                 no retry now (a campaign sending to it would reach them again); delete it",
+                out.display()
+            );
+        }
     }
     if let Some((c, out)) = retry.filter(|_| !worth_retrying.is_empty()) {
         let (csv, n, missing) = recipients_csv(&c, &worth_retrying)?;

@@ -1,10 +1,10 @@
 //! `send` and `send --dry-run`. A send decides first and acts last:
 //!
 //! lock the journal → read the report → decide how to start (pure) → validate every row →
-//! announce → connect → authenticate and today's quota (stable token, not forced: a fetch
-//! that changes nothing) → confirm → (a forced, classic or external token, and the quota,
-//! only after the yes) → act on the decision (set aside, drop, release, record) → send →
-//! summary and advice.
+//! announce → connect → authenticate and today's quota (a stable token in normal mode: a
+//! fetch that changes nothing) → confirm → (a classic or external token and the quota only
+//! after the yes; `--force-refresh-token`'s one forced call after both) → act on the
+//! decision (set aside, drop, release, record) → send → summary and advice.
 //!
 //! Everything before "act" only reads, so an invalid row, a declined question, a missing
 //! secret or a wrong AppSecret leave the report and journal exactly as they were.
@@ -66,10 +66,10 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
     };
     // The question states today's quota, which takes a token. It is fetched before asking
     // only where fetching changes nothing for the account's other services (the stable API,
-    // not forced); a forced, classic or external fetch waits for the yes, and the quota is
-    // then checked after it (still before anything is sent).
-    let harmless = target.sandbox.is_some()
-        || (plan.campaign.token == TokenSource::Stable && !plan.force_refresh_token);
+    // in normal mode); a classic or external fetch waits for the yes, and the quota is then
+    // checked after it (still before anything is sent). `--force-refresh-token` forces only
+    // once the run is confirmed and fits today's quota.
+    let harmless = target.sandbox.is_some() || plan.campaign.token == TokenSource::Stable;
     let mut early = None;
     if harmless {
         let (client, tokens) = authenticate(plan, &target).await?;
@@ -99,6 +99,12 @@ pub(super) async fn send(plan: &SendPlan) -> Result<(), Error> {
         }
     };
     let to_send = counts.to_send;
+    if plan.force_refresh_token {
+        tokens
+            .force_refresh()
+            .await
+            .map_err(|e| interact::aborted(plan, &StopReason::Token(e), Done::Untouched))?;
+    }
     // What was validated and confirmed is what is sent: a recipients file edited while the
     // question waited would be sent unchecked and would not match the journal.
     if resume::fingerprint(&plan.campaign)? != start.header.recipients {
@@ -188,7 +194,6 @@ pub(super) async fn authenticate(
         },
         c.appid.clone(),
         target.secret.clone(),
-        plan.force_refresh_token,
     ));
     tokens
         .get()

@@ -142,13 +142,7 @@ pub(super) async fn online(c: &Campaign, o: &Online) -> Result<(), Error> {
     let proxy = c.proxy.as_ref();
     let client = Client::new(&o.base, proxy).map_err(Error::Aborted)?;
     let source = c.token.clone();
-    let tokens = Tokens::new(
-        client.clone(),
-        source,
-        c.appid.clone(),
-        o.secret.clone(),
-        false,
-    );
+    let tokens = Tokens::new(client.clone(), source, c.appid.clone(), o.secret.clone());
     let token = tokens
         .get()
         .await

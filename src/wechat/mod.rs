@@ -116,9 +116,18 @@ pub fn looks_like_appid(s: &str) -> bool {
     s.len() == 18 && s.starts_with("wx") && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-/// `url` without its query string (which may hold a key or a token), for messages.
-pub fn without_query(url: &str) -> &str {
-    url.split(['?', '#']).next().unwrap_or(url)
+/// `url` without its query string and credentials (either may hold a key or a token), for
+/// messages.
+pub fn without_query(url: &str) -> String {
+    let bare = url.split(['?', '#']).next().unwrap_or(url);
+    match reqwest::Url::parse(bare) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        _ => bare.to_owned(),
+    }
 }
 
 /// The HTTP side of the API: one keep-alive client and the base URL.
@@ -347,6 +356,11 @@ mod tests {
         assert!(!is_safe_base("http://api.weixin.qq.com"));
         assert!(!is_safe_base("http://127.0.0.1.evil.com"));
         assert!(!is_safe_base("ftp://x"));
+        assert!(!is_safe_base("http://user:pw@tokens.example.com/t"));
+        assert_eq!(
+            without_query("http://user:pw@127.0.0.1:9/t?key=k"),
+            "http://127.0.0.1:9/t"
+        );
         assert!(is_loopback("http://127.0.0.1:8960"));
         assert!(!is_loopback("https://api.weixin.qq.com"));
     }

@@ -253,26 +253,17 @@ pub struct Tokens {
     appid: String,
     /// `None` for a source that needs none.
     secret: Option<Secret>,
-    /// `--force-refresh-token`: the first stable-token call forces a new token.
-    force_first: bool,
     cache: Mutex<Option<Cached>>,
     gate: tokio::sync::Mutex<Gate>,
 }
 
 impl Tokens {
-    pub fn new(
-        client: Client,
-        source: TokenSource,
-        appid: String,
-        secret: Option<Secret>,
-        force_first: bool,
-    ) -> Self {
+    pub fn new(client: Client, source: TokenSource, appid: String, secret: Option<Secret>) -> Self {
         Tokens {
             client,
             source,
             appid,
             secret,
-            force_first,
             cache: Mutex::new(None),
             gate: tokio::sync::Mutex::new(Gate { generation: 0 }),
         }
@@ -283,7 +274,7 @@ impl Tokens {
     pub(crate) fn preloaded(token: &str) -> Self {
         // The address is never dialled: the cached token stays fresh for the whole test.
         let client = Client::new("http://127.0.0.1:9", None).expect("a plain client builds");
-        let t = Tokens::new(client, TokenSource::Stable, "wx".into(), None, false);
+        let t = Tokens::new(client, TokenSource::Stable, "wx".into(), None);
         *t.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(Cached {
             token: Token {
                 value: token.into(),
@@ -350,12 +341,24 @@ impl Tokens {
             .map(|c| c.token.clone())
     }
 
+    /// `--force-refresh-token`: one `force_refresh` call of the stable API, which invalidates
+    /// the token every other service of the account holds. Made once, after the run is
+    /// confirmed and its quota known; for any other source, the current token.
+    pub async fn force_refresh(&self) -> Result<Token, Error> {
+        let mut gate = self.gate.lock().await;
+        self.fetch_with(&mut gate, self.source == TokenSource::Stable)
+            .await
+    }
+
     async fn fetch(&self, gate: &mut Gate) -> Result<Token, Error> {
+        self.fetch_with(gate, false).await
+    }
+
+    async fn fetch_with(&self, gate: &mut Gate, force: bool) -> Result<Token, Error> {
         let reply = match self.source.api() {
             Some(api) => {
-                // The first call of the run, and only it, may force a new token.
-                let force = self.force_first && gate.generation == 0 && api == TokenApi::Stable;
-                self.ask_wechat(api, force).await?
+                self.ask_wechat(api, force && api == TokenApi::Stable)
+                    .await?
             }
             None => self.ask_source().await?,
         };

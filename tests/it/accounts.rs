@@ -62,11 +62,25 @@ fn an_account_campaign_sends_with_the_account_s_secret_and_never_forces_a_token(
         .run()
         .expect(0);
     let s = sb.stats();
+    // The normal fetch (for the quota), then the one forced call after the yes.
     assert_eq!(
         (s.stable_token_calls, s.force_refresh_calls),
-        (2, 1),
+        (3, 1),
         "{s:?}"
     );
+
+    // Refused for today's quota: the forced call, which breaks every other service's
+    // token, is not made for a send that does not happen.
+    let small = Sandbox::start(Knobs {
+        daily_quota: Some(2),
+        ..Knobs::default()
+    });
+    send(&w, &small, &["--restart", "--force-refresh-token"])
+        .env("BRAND_A_SECRET", SANDBOX_SECRET)
+        .run()
+        .expect(1)
+        .stderr_has("today's quota");
+    assert_eq!(small.stats().force_refresh_calls, 0);
 }
 
 /// Mistakes with accounts are exit 2 before anything is sent, naming the file, line and key.
@@ -296,7 +310,7 @@ fn accounts_test_says_ok_or_the_cause_for_each() {
             test.stdout
         );
     }
-    let test = test.stderr_has("1 of 2 accounts cannot get a token");
+    let test = test.stderr_has("1 of 2 accounts cannot get a token WeChat accepts");
     assert_eq!(sb.stats().token_calls, 0, "the classic one was not fetched");
     // Named, the classic one is fetched; behind a whitelist it says what to do.
     let walled_run = w
@@ -548,10 +562,11 @@ fn a_declined_question_forces_no_token_and_runs_no_command() {
     let args = ["send", "campaigns/c.yaml", "--force-refresh-token"];
     let (code, shown) = Prompted::start_with(&w, &env, &args).answer("n\n");
     assert_eq!(code, 2, "{shown}");
+    // Only the harmless normal-mode fetch (for the quota line) came before the question.
     let s = sb.stats();
     assert_eq!(
         (s.stable_token_calls, s.force_refresh_calls),
-        (0, 0),
+        (1, 0),
         "{s:?}"
     );
 
