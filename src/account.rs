@@ -54,6 +54,17 @@ impl Accounts {
     pub fn names(&self) -> Vec<&str> {
         self.accounts.iter().map(|a| a.name.as_str()).collect()
     }
+
+    /// The account `name`, or what to say when there is none.
+    pub fn named(&self, name: &str) -> Result<&Account, String> {
+        self.get(name).ok_or_else(|| {
+            format!(
+                "no account `{name}` in {} (it has {})",
+                self.path.display(),
+                self.names().join(", ")
+            )
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -837,12 +837,7 @@ impl Validator<'_> {
         let from_account = |e: account::Error| self.err("account", e);
         let file = account::find(dir, accounts).map_err(from_account)?;
         let all = account::load(&file).map_err(from_account)?;
-        all.get(name).cloned().ok_or_else(|| {
-            let mut message = format!(
-                "no account `{name}` in {} (it has {})",
-                file.display(),
-                all.names().join(", ")
-            );
+        all.named(name).cloned().map_err(|mut message| {
             if let Some(near) = nearest(name, &all.names()) {
                 message.push_str(&format!("; did you mean `{near}`?"));
             }

@@ -500,10 +500,8 @@ impl Cli {
                     false => None,
                     true => {
                         let (base, _) = api_base()?;
-                        let secret = match campaign.token.api() {
-                            Some(_) => Some(secret_from(&campaign.secret_env, &campaign.appid)?),
-                            None => None,
-                        };
+                        let secret =
+                            secret_for(&campaign.token, &campaign.secret_env, &campaign.appid)?;
                         Some(Online { base, secret })
                     }
                 };
@@ -560,24 +558,16 @@ impl Cli {
                 let test = match action {
                     None => None,
                     Some(AccountsAction::Test { name }) => {
-                        if let Some(n) = &name
-                            && all.get(n).is_none()
-                        {
-                            return Err(Error::Usage(format!(
-                                "no account `{n}` in {} (it has {})",
-                                file.display(),
-                                all.names().join(", ")
-                            )));
+                        if let Some(n) = &name {
+                            all.named(n).map_err(Error::Usage)?;
                         }
                         let (base, _) = api_base()?;
                         let secrets = all
                             .accounts
                             .iter()
-                            .map(|a| match a.token.api() {
-                                Some(_) => secret_from(&a.secret_env, &a.appid)
-                                    .map(Some)
-                                    .map_err(|e| e.to_string()),
-                                None => Ok(None),
+                            .map(|a| {
+                                secret_for(&a.token, &a.secret_env, &a.appid)
+                                    .map_err(|e| e.to_string())
                             })
                             .collect();
                         Some(AccountsTest {
@@ -696,15 +686,7 @@ impl SendArgs {
 /// The API base from the environment (default: WeChat's), checked, with its AppSecret.
 fn remote_api(c: &campaign::Campaign) -> Result<Api, Error> {
     let (base, from_env) = api_base()?;
-    if c.token.api().is_none() {
-        // A token from a command, URL or variable: no AppSecret.
-        return Ok(Api::Remote {
-            base,
-            from_env,
-            secret: None,
-        });
-    }
-    let secret = secret_from(&c.secret_env, &c.appid).map_err(|e| {
+    let secret = secret_for(&c.token, &c.secret_env, &c.appid).map_err(|e| {
         Error::Usage(format!(
             "{e} (or rehearse with the built-in emulator: --sandbox)"
         ))
@@ -712,7 +694,7 @@ fn remote_api(c: &campaign::Campaign) -> Result<Api, Error> {
     Ok(Api::Remote {
         base,
         from_env,
-        secret: Some(secret),
+        secret,
     })
 }
 
@@ -725,13 +707,7 @@ fn one_account(
     let file = account::find(Path::new("."), accounts)?;
     let all = account::load(&file)?;
     let a = match name {
-        Some(n) => all.get(&n).cloned().ok_or_else(|| {
-            Error::Usage(format!(
-                "no account `{n}` in {} (it has {})",
-                file.display(),
-                all.names().join(", ")
-            ))
-        })?,
+        Some(n) => all.named(&n).cloned().map_err(Error::Usage)?,
         None if all.accounts.len() == 1 => all.accounts[0].clone(),
         None => {
             return Err(Error::Usage(format!(
@@ -743,17 +719,22 @@ fn one_account(
         }
     };
     let (base, _) = api_base()?;
-    let secret = match a.token.api() {
-        Some(_) => Some(secret_from(&a.secret_env, &a.appid)?),
-        None => None,
-    };
+    let secret = secret_for(&a.token, &a.secret_env, &a.appid)?;
     Ok((a, secret, base))
 }
 
-/// The AppSecret of `appid`, from the variable `name`.
-fn secret_from(name: &str, appid: &str) -> Result<Secret, Error> {
+/// The AppSecret of `appid` from the variable `name`, when `token` calls WeChat's token API
+/// (`None`: a command, URL or variable gives the token, with no AppSecret).
+fn secret_for(
+    token: &wechat::token::TokenSource,
+    name: &str,
+    appid: &str,
+) -> Result<Option<Secret>, Error> {
+    if token.api().is_none() {
+        return Ok(None);
+    }
     match std::env::var(name) {
-        Ok(s) if !s.trim().is_empty() => Ok(Secret::new(s.trim().to_owned())),
+        Ok(s) if !s.trim().is_empty() => Ok(Some(Secret::new(s.trim().to_owned()))),
         Ok(_) => Err(Error::Usage(format!(
             "the environment variable {name} is empty: it must hold the AppSecret of {appid}"
         ))),

@@ -57,12 +57,17 @@ impl UtcOffset {
         format!("{} {self}", local.trim_end_matches('Z').replace('T', " "))
     }
 
-    fn local(self, t: SystemTime) -> SystemTime {
+    /// `t` moved by this offset (`back`: the other way, local to UTC).
+    fn shift(self, t: SystemTime, back: bool) -> Option<SystemTime> {
         let by = Duration::from_secs(u64::from(self.minutes.unsigned_abs()) * 60);
-        match self.minutes >= 0 {
-            true => t + by,
-            false => t.checked_sub(by).unwrap_or(t),
+        match (self.minutes >= 0) != back {
+            true => t.checked_add(by),
+            false => t.checked_sub(by),
         }
+    }
+
+    fn local(self, t: SystemTime) -> SystemTime {
+        self.shift(t, false).unwrap_or(t)
     }
 }
 
@@ -84,12 +89,7 @@ pub fn parse(s: &str) -> Option<(SystemTime, Option<UtcOffset>)> {
     let cut = s.len().checked_sub(6)?;
     let offset = UtcOffset::parse(s.get(cut..)?)?;
     let local = humantime::parse_rfc3339_weak(&format!("{}Z", &s[..cut])).ok()?;
-    let by = Duration::from_secs(u64::from(offset.minutes.unsigned_abs()) * 60);
-    let utc = match offset.minutes >= 0 {
-        true => local.checked_sub(by)?,
-        false => local + by,
-    };
-    Some((utc, Some(offset)))
+    Some((offset.shift(local, true)?, Some(offset)))
 }
 
 #[cfg(test)]
