@@ -65,7 +65,7 @@ fn list(all: &Accounts) {
         };
         let proxy = match &a.proxy {
             Some(p) => format!("proxy {}", p.redacted()),
-            None => "no proxy: (HTTPS_PROXY/NO_PROXY apply)".to_owned(),
+            None => "no proxy: (HTTPS_PROXY, HTTP_PROXY, NO_PROXY apply)".to_owned(),
         };
         show!(
             "  {:<14} {}  token {}; {secret}; {proxy}",
